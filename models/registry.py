@@ -1,0 +1,200 @@
+"""A directory of published refiners, shared by every process (a volume in compose).
+
+Layout under the root:
+
+    v1/model.onnx, v1/card.json     one directory per version, visible only when complete
+    ACTIVE                          optional pin: the version the service serves
+    .staging-*/                     publishes in progress (ignored by readers)
+
+Publishing writes into a staging directory (fsync'd, card last) and renames it to the
+next free `v<N>`. A rename either happens whole or not at all, so a reader never sees a
+half-written model, and a crash mid-publish leaves only a staging directory that readers
+skip. Two publishers racing for the same number: the loser's rename fails and it takes
+the next number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from models.card import ModelCard
+
+ONNX_NAME = "model.onnx"
+CARD_NAME = "card.json"
+ACTIVE_NAME = "ACTIVE"
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+"""The default refiner shipped in the repository; seeded into an empty registry."""
+
+_VERSION = re.compile(r"^v(\d+)$")
+ALIASES = ("latest", "active")
+
+
+class RegistryError(Exception):
+    """The registry cannot do what was asked (bad file, bad version name)."""
+
+
+class ModelNotFound(RegistryError):
+    """No published model answers to that version."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def version_number(version: str) -> int:
+    match = _VERSION.match(version)
+    if not match:
+        raise RegistryError(f"'{version}' is not a model version; versions look like 'v3' (or use 'latest')")
+    return int(match.group(1))
+
+
+class Registry:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # ----------------------------------------------------------------- reading
+    def versions(self) -> list[str]:
+        """Complete versions, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [
+            p.name
+            for p in self.root.iterdir()
+            if _VERSION.match(p.name) and (p / CARD_NAME).is_file() and (p / ONNX_NAME).is_file()
+        ]
+        return sorted(found, key=version_number)
+
+    def list(self) -> list[ModelCard]:
+        return [self.get(v) for v in self.versions()]
+
+    def latest(self) -> str | None:
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def pinned(self) -> str | None:
+        """The version pinned by `activate`, or None when the service follows the newest."""
+        path = self.root / ACTIVE_NAME
+        if not path.is_file():
+            return None
+        text = path.read_text().strip()
+        return text or None
+
+    def resolve(self, version: str) -> str:
+        """Turn `latest`, `active` or `vN` into a published version, or raise ModelNotFound."""
+        if version == "latest" or (version == "active" and self.pinned() is None):
+            latest = self.latest()
+            if latest is None:
+                raise ModelNotFound("no model is published yet; train one (POST /train-jobs) or publish one")
+            return latest
+        if version == "active":
+            version = self.pinned() or ""
+        version_number(version)
+        if not (self.root / version / CARD_NAME).is_file():
+            known = ", ".join(self.versions()) or "none"
+            raise ModelNotFound(f"model version '{version}' does not exist (published: {known})")
+        return version
+
+    def get(self, version: str) -> ModelCard:
+        resolved = self.resolve(version)
+        return ModelCard.from_json((self.root / resolved / CARD_NAME).read_text())
+
+    def onnx_path(self, version: str) -> Path:
+        return self.root / self.resolve(version) / ONNX_NAME
+
+    def verify(self, version: str) -> ModelCard:
+        """The card, after checking the ONNX file against the card's sha256."""
+        card = self.get(version)
+        actual = sha256_file(self.onnx_path(card.version))
+        if actual != card.onnx_sha256:
+            raise RegistryError(
+                f"model {card.version}: ONNX file sha256 {actual[:12]}... does not match its card "
+                f"({card.onnx_sha256[:12]}...); the file is corrupt or was replaced"
+            )
+        return card
+
+    # ----------------------------------------------------------------- writing
+    def publish(self, onnx_file: Path | str, card: ModelCard) -> ModelCard:
+        """Copy `onnx_file` in with `card`; returns the card with its assigned version."""
+        onnx_file = Path(onnx_file)
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest = sha256_file(onnx_file)
+        if card.onnx_sha256 and card.onnx_sha256 != digest:
+            raise RegistryError("the card's onnx_sha256 does not match the file being published")
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            shutil.copyfile(onnx_file, staging / ONNX_NAME)
+            with (staging / ONNX_NAME).open("rb") as f:
+                os.fsync(f.fileno())
+            latest = self.latest()
+            number = (version_number(latest) if latest else 0) + 1
+            while True:
+                version = f"v{number}"
+                final = replace(
+                    card,
+                    version=version,
+                    onnx_sha256=digest,
+                    created_at=card.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+                _write_synced(staging / CARD_NAME, final.to_json().encode())
+                _fsync_dir(staging)
+                try:
+                    # Fails when the target exists and is not empty: someone else took this number.
+                    os.rename(staging, self.root / version)
+                except OSError:
+                    number += 1
+                    continue
+                _fsync_dir(self.root)
+                return final
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def activate(self, version: str | None) -> str | None:
+        """Pin the service to `version` (`latest` or None: follow the newest again)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / ACTIVE_NAME
+        if version is None or version == "latest":
+            target.unlink(missing_ok=True)
+            return None
+        resolved = self.resolve(version)
+        tmp = self.root / f".{ACTIVE_NAME}.tmp-{os.getpid()}"
+        _write_synced(tmp, resolved.encode())
+        os.replace(tmp, target)
+        return resolved
+
+    def seed_bundled(self, bundled_dir: Path = BUNDLED_DIR) -> ModelCard | None:
+        """Publish the bundled default refiner when the registry is empty, so /refine works at once."""
+        if self.versions():
+            return None
+        onnx_file = bundled_dir / ONNX_NAME
+        card_file = bundled_dir / CARD_NAME
+        if not (onnx_file.is_file() and card_file.is_file()):
+            return None
+        card = ModelCard.from_json(card_file.read_text())
+        return self.publish(onnx_file, replace(card, version="", notes=card.notes or "bundled default"))

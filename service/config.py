@@ -1,0 +1,74 @@
+"""The one settings class. Every field is read from the environment with the SIMGAN_ prefix
+(SIMGAN_PORT, SIMGAN_MAX_IMAGE_PIXELS, ...); README "Settings" lists them all."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIMGAN_", extra="ignore")
+
+    # --- state
+    home: Path = Field(Path(".simgan"), description="Root of all state: models/, data/, redis/, jobs/.")
+    model_dir: Path | None = Field(None, description="Model registry directory (default: HOME/models).")
+    data_dir: Path | None = Field(None, description="Dataset store directory (default: HOME/data).")
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SIMGAN_REDIS_URL", "REDIS_URL"),
+        description="External Redis (also read from REDIS_URL). Unset: `simgan serve` starts a private one.",
+    )
+
+    # --- HTTP
+    host: str = Field("127.0.0.1", description="Address `simgan serve` binds.")
+    port: int = Field(8000, description="Port `simgan serve` binds.")
+
+    # --- /refine limits
+    max_request_bytes: int = Field(32 * 1024 * 1024, description="Largest /refine request body.")
+    max_image_pixels: int = Field(1024 * 1024, description="Largest image (width x height) /refine accepts.")
+    max_images_per_request: int = Field(64, description="Most images in one /refine request.")
+
+    # --- inference
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="onnxruntime execution provider; auto = CUDA when a CUDA device is usable."
+    )
+    intra_op_threads: int = Field(0, description="onnxruntime threads per inference (0 = its default).")
+    batch_max_size: int = Field(16, description="Most images refined in one model call.")
+    batch_max_delay_ms: float = Field(5.0, description="How long a request waits for others to batch with.")
+    batch_queue_size: int = Field(256, description="Images waiting for the model before /refine answers 503.")
+    reload_poll_seconds: float = Field(2.0, description="How often the service looks for a newer model.")
+
+    # --- datasets
+    max_upload_bytes: int = Field(1024 * 1024 * 1024, description="Largest dataset upload.")
+    max_archive_members: int = Field(200_000, description="Most files in a dataset archive.")
+    max_archive_bytes: int = Field(
+        4 * 1024 * 1024 * 1024, description="Most bytes a dataset archive may unpack to (zip-bomb guard)."
+    )
+    max_dataset_pixels: int = Field(
+        2_000_000_000, description="Most pixels (images x height x width x channels) in one dataset."
+    )
+
+    # --- jobs
+    train_job_timeout: int = Field(7 * 24 * 3600, description="Seconds before a training job is stopped.")
+    refine_job_timeout: int = Field(6 * 3600, description="Seconds before a bulk refine job is stopped.")
+    job_result_ttl: int = Field(30 * 24 * 3600, description="Seconds finished jobs stay visible.")
+
+    log_level: str = Field("info", description="Log level of the service and workers.")
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir or self.home / "models"
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir or self.home / "data"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

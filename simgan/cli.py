@@ -1,0 +1,53 @@
+"""`simgan <verb> ...`: each verb lives in simgan/commands/<verb>.py.
+
+A verb module exposes `register(subparsers)`, which adds its parser and sets `run`
+(a function taking the parsed args and returning an exit code). Heavy imports (torch,
+onnxruntime, fastapi) happen inside `run`, so `simgan --help` is instant and a verb that
+needs no torch never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from simgan import __version__
+
+VERBS = (
+    "simulate",
+    "train",
+    "export",
+    "models",
+    "serve",
+    "worker",
+    "evaluate",
+    "bench",
+    "bundle_default",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simgan", description="Sim-to-real image refinement (S+U learning)."
+    )
+    parser.add_argument("--version", action="version", version=f"simgan {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"simgan.commands.{verb}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"simgan.commands.{verb}":
+                continue  # a verb not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
