@@ -42,12 +42,24 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(5.0, description="How long a request waits for others to batch with.")
     batch_queue_size: int = Field(256, description="Images waiting for the model before /refine answers 503.")
     reload_poll_seconds: float = Field(2.0, description="How often the service looks for a newer model.")
+    model_cache_size: int = Field(
+        2,
+        description="Models other than the active one kept loaded for /refine requests that name a version.",
+    )
+    seed_bundled: bool = Field(
+        True, description="At start-up, publish the bundled default refiner into an empty model registry."
+    )
 
     # --- datasets
     max_upload_bytes: int = Field(1024 * 1024 * 1024, description="Largest dataset upload.")
     max_archive_members: int = Field(200_000, description="Most files in a dataset archive.")
     max_archive_bytes: int = Field(
         4 * 1024 * 1024 * 1024, description="Most bytes a dataset archive may unpack to (zip-bomb guard)."
+    )
+    max_archive_ratio: int = Field(
+        100,
+        description="Most times its own size a dataset archive may unpack to, past its first 64 MiB "
+        "(zip-bomb guard).",
     )
     max_dataset_pixels: int = Field(
         2_000_000_000, description="Most pixels (images x height x width x channels) in one dataset."
@@ -57,6 +69,32 @@ class Settings(BaseSettings):
     train_job_timeout: int = Field(7 * 24 * 3600, description="Seconds before a training job is stopped.")
     refine_job_timeout: int = Field(6 * 3600, description="Seconds before a bulk refine job is stopped.")
     job_result_ttl: int = Field(30 * 24 * 3600, description="Seconds finished jobs stay visible.")
+    job_retries: int = Field(
+        3,
+        description="Times a job whose worker died or was stopped is started again (training resumes "
+        "from its last checkpoint). A job that raises an error is not retried.",
+    )
+    worker_heartbeat_seconds: int = Field(
+        10,
+        description="How often a worker reports that its job is alive; a job silent for 3 of these is "
+        "abandoned and requeued by the next worker.",
+    )
+    worker_maintenance_seconds: int = Field(
+        60, description="How often an idle worker looks for jobs abandoned by dead workers."
+    )
+    progress_interval_seconds: float = Field(
+        0.5, description="Least time between two progress updates a running job writes to Redis."
+    )
+    refine_job_batch_size: int = Field(64, description="Images per model call in a bulk refine job.")
+    redis_timeout_seconds: float = Field(
+        2.0,
+        description="Connect and reply timeout of the API's Redis calls; past it, job endpoints answer 503.",
+    )
+    shutdown_grace_seconds: float = Field(
+        15.0,
+        description="How long `simgan serve` waits for its processes to stop (a running training job "
+        "writes a checkpoint first) before killing them.",
+    )
 
     log_level: str = Field("info", description="Log level of the service and workers.")
 

@@ -1,0 +1,77 @@
+"""Turn the service's exceptions into `{"detail": "..."}` answers with the right status code."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from models.registry import ModelNotFound, RegistryError
+from service.batching import BatcherStopped, QueueFull
+from service.images import ImageError
+from service.reloader import ModelLoadError, NotReady
+
+NOT_READY_RETRY_AFTER = 5
+"""Seconds a client is told to wait while no model is loaded."""
+
+
+def problem(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """Pydantic's error list as one sentence per field: `body.images.0.data: Field required`."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+async def _image_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ImageError)
+    return problem(exc.status_code, exc.detail)
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return problem(404, str(exc))
+
+
+async def _load_error(request: Request, exc: Exception) -> JSONResponse:
+    return problem(422, f"{exc}; publish a working model or name another version")
+
+
+async def _not_ready(request: Request, exc: Exception) -> JSONResponse:
+    return problem(503, str(exc), {"Retry-After": str(NOT_READY_RETRY_AFTER)})
+
+
+async def _queue_full(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QueueFull)
+    return problem(503, str(exc), {"Retry-After": str(exc.retry_after)})
+
+
+async def _stopping(request: Request, exc: Exception) -> JSONResponse:
+    return problem(503, str(exc), {"Retry-After": str(NOT_READY_RETRY_AFTER)})
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problem(422, describe_validation(exc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, so the server logs the traceback once.
+    return problem(500, f"the service failed on this request ({type(exc).__name__}); see the service log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ImageError, _image_error)
+    # ModelNotFound is a RegistryError; any RegistryError reaching a route is a bad version name.
+    app.add_exception_handler(ModelNotFound, _not_found)
+    app.add_exception_handler(RegistryError, _not_found)
+    app.add_exception_handler(ModelLoadError, _load_error)
+    app.add_exception_handler(NotReady, _not_ready)
+    app.add_exception_handler(QueueFull, _queue_full)
+    app.add_exception_handler(BatcherStopped, _stopping)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Exception, _unexpected)

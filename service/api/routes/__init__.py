@@ -1,0 +1,1 @@
+"""One module per resource; each exposes `router`. service.main.create_app includes those present."""

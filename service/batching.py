@@ -1,0 +1,151 @@
+"""Dynamic batching: images of concurrent /refine requests share model calls.
+
+Each image waits in a group keyed by (model version, H, W, C), since only images of one
+shape stack into one (B, H, W, C) tensor. One consumer task takes the oldest group and
+sends it to the model when it holds `max_size` images or its first image has waited
+`max_delay`; while a batch runs (in a worker thread, off the event loop), newcomers gather,
+so under load batches fill up by themselves. Every image carries its own future, so each
+answer goes back to the request that sent it. At most `queue_size` images wait; a request
+that would pass that is refused whole (QueueFull -> 503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.engine import Refiner
+from service.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+GroupKey = tuple[str, int, int, int]
+"""(model version, H, W, C)"""
+
+
+class QueueFull(Exception):
+    """Too many images wait for the model; the client should retry after `retry_after` seconds."""
+
+    def __init__(self, waiting: int, asked: int, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"the refine queue is full ({waiting} images waiting, this request adds {asked}, "
+            f"limit {limit}); retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+class BatcherStopped(Exception):
+    """The service is shutting down; the image was not refined."""
+
+
+@dataclass
+class _Waiting:
+    refiner: Refiner
+    image: np.ndarray  # (H, W, C) uint8
+    future: asyncio.Future[np.ndarray]
+    since: float = field(default=0.0)
+
+
+class Batcher:
+    def __init__(self, metrics: Metrics, max_size: int, max_delay_s: float, queue_size: int) -> None:
+        self.metrics = metrics
+        self.max_size = max(1, max_size)
+        self.max_delay_s = max(0.0, max_delay_s)
+        self.queue_size = queue_size
+        self._groups: dict[GroupKey, deque[_Waiting]] = {}
+        self._waiting = 0
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One batch at a time: the model already uses every core (or the GPU) for one call.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgan-refine")
+
+    @property
+    def waiting(self) -> int:
+        """Images queued and not yet handed to the model."""
+        return self._waiting
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="simgan-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for group in self._groups.values():
+            for item in group:
+                if not item.future.done():
+                    item.future.set_exception(BatcherStopped("the service is shutting down; retry"))
+        self._groups.clear()
+        self._waiting = 0
+        self._executor.shutdown(wait=True)
+
+    async def refine(self, refiner: Refiner, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Refine uint8 (H, W, C) images with `refiner`; results in the same order."""
+        if self._waiting + len(images) > self.queue_size:
+            retry_after = max(1, math.ceil(self.max_delay_s * 2))
+            raise QueueFull(self._waiting, len(images), self.queue_size, retry_after)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        items = [_Waiting(refiner, image, loop.create_future(), now) for image in images]
+        for item in items:
+            height, width, channels = item.image.shape
+            self._groups.setdefault((refiner.version, height, width, channels), deque()).append(item)
+        self._waiting += len(items)
+        self._arrived.set()
+        return list(await asyncio.gather(*(item.future for item in items)))
+
+    # ------------------------------------------------------------- consumer
+    async def _run(self) -> None:
+        while True:
+            if not self._groups:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            key = min(self._groups, key=lambda k: self._groups[k][0].since)
+            await self._fill(self._groups[key])
+            batch = self._take(key)
+            if batch:
+                await self._call_model(batch)
+
+    async def _fill(self, group: deque[_Waiting]) -> None:
+        """Wait until `group` is full or its oldest image has waited max_delay."""
+        loop = asyncio.get_running_loop()
+        deadline = group[0].since + self.max_delay_s
+        while len(group) < self.max_size and (remaining := deadline - loop.time()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self, key: GroupKey) -> list[_Waiting]:
+        group = self._groups[key]
+        taken = [group.popleft() for _ in range(min(self.max_size, len(group)))]
+        if not group:
+            del self._groups[key]
+        self._waiting -= len(taken)
+        return [item for item in taken if not item.future.done()]  # skip requests that went away
+
+    async def _call_model(self, batch: list[_Waiting]) -> None:
+        refiner = batch[0].refiner
+        stacked = np.stack([item.image for item in batch])  # (B, H, W, C)
+        try:
+            refined = await asyncio.get_running_loop().run_in_executor(
+                self._executor, refiner.refine, stacked
+            )
+        except Exception as exc:
+            logger.exception("model %s failed on a batch of %d", refiner.version, len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        self.metrics.observe_batch(refiner.version, len(batch))
+        for item, image in zip(batch, refined, strict=True):
+            if not item.future.done():
+                item.future.set_result(image)

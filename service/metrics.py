@@ -1,0 +1,153 @@
+"""Prometheus metrics of one app, in the app's own CollectorRegistry (tests build many apps).
+
+Other parts of the service add their own series through the hook methods:
+`metrics.add_gauge_callback(...)` for values read at scrape time (queue depths), or
+`metrics.registry` for any prometheus_client collector.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "simgan"
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Batch-size histogram buckets: powers of two up to well past the default batch_max_size."""
+
+GaugeValues = Mapping[tuple[str, ...], float]
+"""Label values -> gauge value, e.g. {("train",): 3, ("refine",): 0}."""
+
+
+class _CallbackGauge(Collector):
+    """A gauge whose samples come from a function called at every scrape."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], read: Callable[[], GaugeValues]
+    ):
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.read = read
+        self._last_error = ""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        try:
+            values = self.read()
+            self._last_error = ""
+        except Exception as exc:  # a scrape must not fail because one source is down
+            if str(exc) != self._last_error:  # once per outage, not at every scrape
+                logger.warning("metric %s could not be read: %s", self.name, exc)
+            self._last_error = str(exc)
+            values = {}
+        for labels, value in values.items():
+            family.add_metric(list(labels), value)
+        yield family
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class Metrics:
+    """Every series the service exports; `render()` is the /metrics body."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_refine_batch_size",
+            "Images per model call made by the dynamic batcher.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.images_refined = Counter(
+            f"{PREFIX}_images_refined", "Images refined by /refine.", ["model"], registry=self.registry
+        )
+        self.active_model = Gauge(
+            f"{PREFIX}_active_model",
+            "1 for the model version the service serves, labelled with its execution provider.",
+            ["version", "provider"],
+            registry=self.registry,
+        )
+
+    # ------------------------------------------------------------------ hooks
+    def add_gauge_callback(
+        self, name: str, documentation: str, labelnames: Sequence[str], read: Callable[[], GaugeValues]
+    ) -> None:
+        """Export gauge `name` whose values `read()` returns at every scrape.
+
+        `read` maps label-value tuples to numbers, e.g. queue depths:
+        `metrics.add_gauge_callback("simgan_queue_depth", "Jobs waiting.", ["queue"],
+        lambda: {("train",): 3.0})`. An exception in `read` is logged and leaves the gauge empty.
+        """
+        self.registry.register(_CallbackGauge(name, documentation, labelnames, read))
+
+    # ---------------------------------------------------------------- updates
+    def set_active_model(self, version: str, provider: str) -> None:
+        self.active_model.clear()
+        self.active_model.labels(version=version, provider=provider).set(1)
+
+    def observe_batch(self, model: str, size: int) -> None:
+        self.batch_size.labels(model=model).observe(size)
+        self.images_refined.labels(model=model).inc(size)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by its route template (`/models/{version}`, not the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            labels = {"route": route, "method": scope["method"], "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)

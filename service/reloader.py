@@ -1,0 +1,205 @@
+"""Hot reload: keep the served refiner in step with the registry, without a restart.
+
+A background thread asks the registry every `reload_poll_seconds` (and at once when poked)
+which version is active. When that is not the one loaded, it loads it off the event loop
+(sha256 check, onnxruntime session, warm-up) and swaps the reference in one assignment:
+requests already holding the old Refiner finish on it. A model that fails any step is
+logged once and skipped; the old one keeps serving. Versions a request names explicitly
+are loaded on demand and kept in a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from models.registry import ModelNotFound, Registry, RegistryError, version_number
+from service.config import Settings
+from service.engine import Refiner, RefinerError, load_refiner
+from service.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[str, int, int]
+"""(version, ONNX file mtime_ns, size): a failed model is retried only if its file changes."""
+
+
+class NotReady(Exception):
+    """No refiner is loaded yet; the message says why."""
+
+
+class ModelLoadError(Exception):
+    """A published model cannot serve (corrupt file, sha256 mismatch, failed warm-up)."""
+
+
+class Reloader:
+    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self._current: Refiner | None = None
+        self._failed: dict[Fingerprint, str] = {}
+        self._cache: OrderedDict[str, Refiner] = OrderedDict()
+        self._lock = threading.RLock()  # one load at a time; the swap itself needs no lock
+        self._cache_lock = threading.Lock()  # held only for dict operations, never during a load
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.waiting_for = "no model checked yet"
+
+    @property
+    def current(self) -> Refiner | None:
+        """The refiner serving requests for the active version (None until one loads)."""
+        return self._current
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll_forever, name="simgan-reloader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poke.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def poke(self) -> None:
+        """Look at the registry now rather than at the next poll."""
+        self._poke.set()
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check()
+            except Exception:  # the thread must outlive any surprise; the old model keeps serving
+                logger.exception("checking the model registry failed")
+            self._poke.wait(self.settings.reload_poll_seconds)
+            self._poke.clear()
+
+    # ---------------------------------------------------------------- swaps
+    def check(self) -> Refiner | None:
+        """Load and swap in the registry's active version if it is not the one serving (blocking)."""
+        with self._lock:
+            try:
+                wanted = self.registry.resolve("active")
+            except RegistryError as exc:
+                self.waiting_for = str(exc)
+                return self._current
+            if self._current is not None and self._current.version == wanted:
+                return self._current
+            try:
+                refiner = self._load(wanted)
+            except ModelLoadError as exc:
+                self.waiting_for = str(exc)
+                fallback = self._newest_working(older_than=wanted) if self._current is None else None
+                if fallback is None:
+                    return self._current
+                logger.warning(
+                    "serving %s, the newest model older than %s that can serve", fallback.version, wanted
+                )
+                refiner = fallback
+            self._swap(refiner)
+            return refiner
+
+    def _newest_working(self, older_than: str) -> Refiner | None:
+        """With nothing serving (a fresh start), an older model beats none: try them newest first."""
+        for version in reversed(self.registry.versions()):
+            if version_number(version) >= version_number(older_than):
+                continue
+            try:
+                return self._load(version)
+            except ModelLoadError:
+                continue
+        return None
+
+    def activate(self, version: str) -> Refiner | None:
+        """Pin `version` (`latest`: follow the newest) after loading it; a model that fails is not pinned."""
+        with self._lock:
+            if version == "latest":
+                self.registry.activate(None)
+                return self.check()
+            resolved = self.registry.resolve(version)
+            refiner = self._loaded(resolved) or self._load(resolved)
+            self.registry.activate(resolved)
+            self._swap(refiner)
+            return refiner
+
+    def _swap(self, refiner: Refiner) -> None:
+        old = self._current
+        self._current = refiner  # one reference assignment: requests see the old or the new, whole
+        with self._cache_lock:
+            self._cache.pop(refiner.version, None)
+        if old is not None:
+            self._remember(old)
+        self.metrics.set_active_model(refiner.version, refiner.provider)
+        logger.info("serving model %s on %s", refiner.version, refiner.provider)
+
+    # ------------------------------------------------------------- on demand
+    async def get(self, version: str | None) -> Refiner:
+        """The refiner for a request: the active one by default, else `version` (loaded on demand)."""
+        if version in (None, "", "active"):
+            current = self._current
+            if current is None:
+                raise NotReady(f"no model is loaded yet: {self.waiting_for}")
+            return current
+        assert version is not None
+        resolved = self.registry.resolve(version)  # ModelNotFound -> 404
+        found = self._loaded(resolved)
+        if found is not None:
+            return found
+        return await asyncio.to_thread(self._load_cached, resolved)
+
+    def _loaded(self, version: str) -> Refiner | None:
+        current = self._current
+        if current is not None and current.version == version:
+            return current
+        with self._cache_lock:
+            found = self._cache.get(version)
+            if found is not None:
+                self._cache.move_to_end(version)
+            return found
+
+    def _load_cached(self, version: str) -> Refiner:
+        with self._lock:
+            found = self._loaded(version)
+            if found is None:
+                found = self._load(version)
+                self._remember(found)
+            return found
+
+    def _remember(self, refiner: Refiner) -> None:
+        with self._cache_lock:
+            self._cache[refiner.version] = refiner
+            self._cache.move_to_end(refiner.version)
+            while len(self._cache) > max(0, self.settings.model_cache_size):
+                self._cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ load
+    def _fingerprint(self, version: str) -> Fingerprint:
+        try:
+            stat = Path(self.registry.onnx_path(version)).stat()
+        except (OSError, RegistryError):
+            return (version, 0, 0)
+        return (version, stat.st_mtime_ns, stat.st_size)
+
+    def _load(self, version: str) -> Refiner:
+        """load_refiner, turning every failure into ModelLoadError, logged once per model file."""
+        fingerprint = self._fingerprint(version)
+        if fingerprint in self._failed:
+            raise ModelLoadError(self._failed[fingerprint])
+        try:
+            return load_refiner(self.registry, version, self.settings)
+        except ModelNotFound:
+            raise
+        except (RegistryError, RefinerError) as exc:
+            message = f"model {version} cannot serve: {exc}"
+        except Exception as exc:  # anything else a broken model can make onnxruntime raise
+            message = f"model {version} cannot serve: {type(exc).__name__}: {exc}"
+        self._failed[fingerprint] = message
+        serving = self._current.version if self._current else "none"
+        logger.error("%s; skipping it (still serving: %s)", message, serving)
+        raise ModelLoadError(message)
