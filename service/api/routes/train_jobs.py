@@ -1,0 +1,212 @@
+"""Training over HTTP: start a job on two stored datasets, watch its progress, cancel it.
+
+Also home of what every job route shares: `RedisDep` (503 when Redis is down) and `RedisRoute`
+(a Redis that dies mid-request is a 503 too, never a 500).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+
+from service import queue
+from service.api.deps import SettingsDep
+from service.api.schemas import Problem
+from service.config import Settings
+from service.datasets import DatasetError, DatasetStore
+from service.metrics import Metrics
+from service.queue import JobRecord, JobState
+from trainer.config import ConfigError, TrainConfig
+
+
+def get_redis(settings: SettingsDep) -> redis.Redis:
+    try:
+        return queue.connect(settings)
+    except queue.RedisUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+
+
+class RedisRoute(APIRoute):
+    """Answers 503 with what to do when Redis fails in the middle of a request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except redis.RedisError:
+                detail = str(queue.unavailable(request.app.state.settings.redis_url))
+                return JSONResponse({"detail": detail}, status_code=503)
+
+        return guarded
+
+
+def register_metrics(metrics: Metrics, settings: Settings) -> None:
+    """simgan_queue_jobs{queue, state}: jobs waiting and running, read from Redis at each scrape
+    (absent while Redis is down)."""
+
+    def read() -> dict[tuple[str, ...], float]:
+        depths = queue.queue_depths(queue.connect(settings))
+        return {(name, state): float(n) for name, counts in depths.items() for state, n in counts.items()}
+
+    metrics.add_gauge_callback(
+        "simgan_queue_jobs", "Jobs queued and running, by queue.", ["queue", "state"], read
+    )
+
+
+def not_found(exc: Exception) -> HTTPException:
+    return HTTPException(404, str(exc))
+
+
+JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such job"},
+    503: {"model": Problem, "description": "Redis is unreachable"},
+}
+
+router = APIRouter(prefix="/train-jobs", tags=["training"], route_class=RedisRoute, responses=JOB_RESPONSES)
+
+
+class TrainJobCreate(BaseModel):
+    synthetic_dataset: str = Field(
+        description="Id of a stored dataset of kind `synthetic` (the simulator's images)."
+    )
+    real_dataset: str = Field(description="Id of a stored dataset of kind `real` (unlabelled real images).")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training config overrides (DESIGN.md keys); unknown keys are refused.",
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"synthetic_dataset": "3f2a...", "real_dataset": "9c1b...", "config": {"steps": 500}}
+            ]
+        }
+    }
+
+
+class TrainProgress(BaseModel):
+    step: int
+    total_steps: int
+    phase: str | None = Field(None, description="pretrain_refiner, pretrain_discriminator or adversarial.")
+    losses: dict[str, float] = Field(default_factory=dict)
+    eta_seconds: float | None = None
+
+
+class TrainJobPublic(BaseModel):
+    id: str
+    status: JobState
+    synthetic_dataset: str
+    real_dataset: str
+    config: dict[str, Any]
+    progress: TrainProgress | None = None
+    model_version: str | None = Field(None, description="The published refiner, once the job succeeded.")
+    metrics: dict[str, Any] | None = Field(None, description="Its evaluation metrics (config `evaluate`).")
+    error: str | None = Field(None, description="What went wrong, when the job failed.")
+    attempts: int = Field(
+        1, description="Runs so far; more than 1 when a dead or stopped worker's job resumed."
+    )
+    resumed_from_step: int | None = Field(None, description="Checkpoint step the latest run resumed from.")
+    checkpoint_step: int | None = Field(None, description="Step of the latest checkpoint written.")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class TrainJobList(BaseModel):
+    jobs: list[TrainJobPublic]
+
+
+def train_job_public(job: JobRecord) -> TrainJobPublic:
+    result = job.result or {}
+    return TrainJobPublic(
+        id=job.id,
+        status=job.state,
+        synthetic_dataset=job.kwargs.get("synthetic_dataset", ""),
+        real_dataset=job.kwargs.get("real_dataset", ""),
+        config=job.kwargs.get("config", {}),
+        progress=TrainProgress.model_validate(job.progress) if job.progress else None,
+        model_version=result.get("model_version"),
+        metrics=result.get("metrics") if job.state is JobState.SUCCEEDED else None,
+        error=job.error,
+        attempts=job.attempts,
+        resumed_from_step=job.meta.get("resumed_from_step"),
+        checkpoint_step=job.meta.get("checkpoint_step"),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        ended_at=job.ended_at,
+    )
+
+
+def _check_datasets(store: DatasetStore, body: TrainJobCreate) -> None:
+    infos = {}
+    for field, kind in (("synthetic_dataset", "synthetic"), ("real_dataset", "real")):
+        dataset_id = getattr(body, field)
+        try:
+            infos[kind] = info = store.get(dataset_id)
+        except DatasetError as exc:
+            raise HTTPException(exc.status_code, f"{field}: {exc.detail}") from None
+        if info.kind != kind:
+            raise HTTPException(
+                422, f"{field} must be a dataset of kind {kind}; '{dataset_id}' is {info.kind}"
+            )
+    if infos["synthetic"].channels != infos["real"].channels:
+        raise HTTPException(
+            422,
+            f"the synthetic dataset has {infos['synthetic'].channels}-channel images and the real one "
+            f"{infos['real'].channels}; training needs the same channel count on both sides",
+        )
+
+
+@router.post("", status_code=202, summary="Start a training job", responses={422: {"model": Problem}})
+def create_train_job(body: TrainJobCreate, settings: SettingsDep, connection: RedisDep) -> TrainJobPublic:
+    try:
+        config = TrainConfig.from_overrides(body.config)
+    except ConfigError as exc:
+        raise HTTPException(422, f"config: {exc}") from None
+    _check_datasets(DatasetStore(settings.data_path), body)
+    kwargs = {"synthetic_dataset": body.synthetic_dataset, "real_dataset": body.real_dataset}
+    # The whole resolved config, so a job trains with the defaults of the day it was queued.
+    job = queue.enqueue(connection, settings, queue.TRAIN_QUEUE, {**kwargs, "config": config.to_dict()})
+    return train_job_public(job)
+
+
+@router.get("", summary="Training jobs, newest first")
+def list_train_jobs(connection: RedisDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> TrainJobList:
+    return TrainJobList(
+        jobs=[train_job_public(j) for j in queue.list_jobs(connection, queue.TRAIN_QUEUE, limit)]
+    )
+
+
+@router.get("/{job_id}", summary="A training job: status, progress, and its model or error")
+def get_train_job(job_id: str, connection: RedisDep) -> TrainJobPublic:
+    try:
+        return train_job_public(queue.fetch(connection, queue.TRAIN_QUEUE, job_id))
+    except queue.JobNotFound as exc:
+        raise not_found(exc) from None
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    summary="Cancel a queued job, or stop a running one at its next step (it leaves a checkpoint)",
+    responses={409: {"model": Problem, "description": "The job already ended"}},
+)
+def cancel_train_job(job_id: str, settings: SettingsDep, connection: RedisDep) -> TrainJobPublic:
+    try:
+        return train_job_public(queue.cancel(connection, settings, queue.TRAIN_QUEUE, job_id))
+    except queue.JobNotFound as exc:
+        raise not_found(exc) from None
+    except queue.JobAlreadyFinished as exc:
+        raise HTTPException(409, str(exc)) from None

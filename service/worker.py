@@ -1,0 +1,218 @@
+"""The worker side of jobs: the rq worker classes, and `JobContext`, what a job function gets.
+
+Torch-free: both job functions use it, the training one from a freshly spawned process of a
+`TrainWorker`, the bulk refine one from a forked process of a `RefineWorker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from types import FrameType
+from typing import Any
+
+import redis
+from rq import Retry, SpawnWorker, Worker
+from rq.job import Job, get_current_job
+from rq.timeouts import JobTimeoutException
+
+from service.config import Settings
+from service.queue import CANCEL_KEY, TRAIN_QUEUE
+
+log = logging.getLogger(__name__)
+
+INTERRUPTIONS_ALLOWED = 1000
+"""Times a job may be stopped by its worker's shutdown and requeued (each one resumes from a checkpoint)."""
+
+
+def describe_failure(exc: BaseException, settings: Settings) -> str:
+    """The message a user sees for an error a job raised: what went wrong, not a traceback."""
+    if isinstance(exc, JobTimeoutException):
+        return (
+            "the job ran past its time limit; raise SIMGAN_TRAIN_JOB_TIMEOUT / SIMGAN_REFINE_JOB_TIMEOUT "
+            f"(now {settings.train_job_timeout} s / {settings.refine_job_timeout} s) or ask for less work"
+        )
+    detail = getattr(exc, "detail", None)  # DatasetError and HTTP-style errors carry the user message
+    message = str(detail if detail is not None else exc).strip()
+    return message or type(exc).__name__
+
+
+class JobContext:
+    """What a running job function gets from its worker: throttled progress, cancel and stop requests.
+
+    A job stops early for three reasons, all seen through `should_stop()`: the user canceled it
+    (a Redis flag), its worker is shutting down (SIGTERM), or its worker died (this process was
+    orphaned: its parent pid changed). Outside a worker (a direct call) all of this is inert.
+    """
+
+    def __init__(self, settings: Settings, job: Job | None = None) -> None:
+        self.settings = settings
+        self.job = job
+        self.cancel_requested = False
+        self.interrupted = False
+        self._parent = os.getppid()
+        self._last_write = 0.0
+        self._last_poll = 0.0
+
+    @property
+    def id(self) -> str | None:
+        return self.job.id if self.job else None
+
+    @classmethod
+    @contextmanager
+    def current(cls, settings: Settings) -> Iterator[JobContext]:
+        """The context of the rq job running now; errors inside are recorded as the job's message."""
+        context = cls(settings, get_current_job())
+        previous = None
+        if context.job is not None and _main_thread():
+            previous = signal.signal(signal.SIGTERM, context._on_sigterm)
+        try:
+            context._start()
+            yield context
+        except Exception as exc:
+            context._fail(describe_failure(exc, settings))
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if context.cancel_requested and context.job is not None:
+                with suppress(redis.RedisError):
+                    context.job.connection.delete(CANCEL_KEY.format(context.job.id))
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("job %s: worker is stopping; stopping at the next step", self.id)
+        self.interrupted = True
+
+    def _start(self) -> None:
+        if self.job is None:
+            return
+        self.job.meta["attempts"] = int(self.job.meta.get("attempts", 0)) + 1
+        self.job.meta["pid"] = os.getpid()
+        self.job.meta.pop("error", None)
+        self._save()
+
+    def _fail(self, message: str) -> None:
+        if self.job is None:
+            return
+        # An error the job raised would only happen again: no retry (retries are for dead workers).
+        self.job.retries_left = 0
+        self.job.meta["error"] = message
+        self._save()
+
+    def _save(self) -> None:
+        assert self.job is not None
+        try:
+            self.job.save_meta()
+        except redis.RedisError as exc:  # progress is best effort: the job goes on without Redis
+            log.warning("job %s: could not write progress: %s", self.id, exc)
+
+    def report(self, progress: dict[str, Any], force: bool = False) -> None:
+        """Store `progress` ({step, total_steps, losses, eta_seconds, ...}) in job.meta, throttled."""
+        if self.job is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_write < self.settings.progress_interval_seconds:
+            return
+        self._last_write = now
+        self.job.meta["progress"] = progress
+        self._save()
+
+    def set_meta(self, **values: Any) -> None:
+        if self.job is not None:
+            self.job.meta.update(values)
+            self._save()
+
+    def should_stop(self) -> bool:
+        if self.job is None:
+            return False
+        if not self.interrupted and os.getppid() != self._parent:
+            log.warning(
+                "job %s: its worker died; stopping at this step so another worker resumes it", self.id
+            )
+            self.interrupted = True
+        now = time.monotonic()
+        if not self.cancel_requested and now - self._last_poll >= self.settings.progress_interval_seconds:
+            self._last_poll = now
+            self.cancel_requested = self.cancel_flag()
+        return self.cancel_requested or self.interrupted
+
+    def cancel_flag(self) -> bool:
+        if self.job is None:
+            return False
+        try:
+            return bool(self.job.connection.exists(CANCEL_KEY.format(self.job.id)))
+        except redis.RedisError:
+            return False
+
+    def retry_later(self) -> Retry:
+        """What a job returns when it stopped because its worker is going away: run it again, first.
+
+        Not counted against `job_retries` (those are for crashes): stopping `simgan serve` or a
+        worker container mid-training is routine, and each stop leaves a checkpoint to resume from.
+        """
+        return Retry(max=INTERRUPTIONS_ALLOWED, enqueue_at_front=True)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class _ResumingWorker(Worker):
+    """What our workers add to rq's: short, configurable heartbeats, and stop = checkpoint + requeue.
+
+    - A job is abandoned when its worker misses 3 heartbeats (rq's own grace is a fixed 60 s).
+      rq's StartedJobRegistry cleanup, which every worker runs at start and every
+      `worker_maintenance_seconds`, then requeues it (it was enqueued with `Retry`).
+    - Warm shutdown (SIGTERM, Ctrl-C) forwards SIGTERM to the job process: the job stops at its
+      next step, a training job writes its checkpoint, and returns `Retry`, so it is requeued now
+      and resumed by the next worker instead of holding the shutdown for hours.
+    """
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        interval = int(self.job_monitoring_interval)
+        remaining = job.timeout - working_time if job.timeout and job.timeout > 0 else interval
+        return max(1, int(min(remaining, interval))) + 2 * interval
+
+    def handle_warm_shutdown_request(self) -> None:
+        if self.horse_pid:
+            self.log.info(
+                "Worker %s: asking job process %s to stop at its next step", self.name, self.horse_pid
+            )
+            with suppress(ProcessLookupError):
+                os.kill(self.horse_pid, signal.SIGTERM)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        # rq's retry() saves this process's copy of the job, meta included: take the horse's progress first.
+        job.get_meta(refresh=True)
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+
+
+class TrainWorker(_ResumingWorker, SpawnWorker):
+    """Runs each training job in a freshly spawned interpreter (posix_spawn, not fork).
+
+    CUDA cannot be initialised in a forked child of a process that touched CUDA; a spawned
+    process starts clean, and frees all GPU memory when the job ends. rq still watches it: the
+    worker process heartbeats, enforces the timeout, and kills it on a cold shutdown.
+    """
+
+
+class RefineWorker(_ResumingWorker):
+    """Forks per job, as rq usually does: bulk refine uses onnxruntime only, never torch or CUDA init."""
+
+
+def build_worker(queues: list[str], connection: redis.Redis, settings: Settings) -> Worker:
+    cls = TrainWorker if TRAIN_QUEUE in queues else RefineWorker
+    return cls(
+        queues,
+        connection=connection,
+        job_monitoring_interval=settings.worker_heartbeat_seconds,
+        maintenance_interval=settings.worker_maintenance_seconds,
+        # rq blocks on the queues for worker_ttl - 15 s between maintenance checks.
+        worker_ttl=settings.worker_maintenance_seconds + 15,
+        default_result_ttl=settings.job_result_ttl,
+    )

@@ -1,0 +1,85 @@
+"""Redis stopped under a running API and started again: /refine never notices, jobs say 503, then recover."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models import ModelCard
+from service.config import Settings
+from service.main import create_app
+from service.redis_server import EmbeddedRedis
+from tests.factories import image_file, live_server, random_images, store_eye_dataset
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of this test alone (the session's one must stay up for the other tests)."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings_on_private_redis(
+    private_redis: EmbeddedRedis, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    monkeypatch.setenv("REDIS_URL", private_redis.url)
+    return make_settings(redis_timeout_seconds=0.5)
+
+
+@pytest.fixture
+def api(settings_on_private_redis: Settings, gray_model: ModelCard) -> Iterator[httpx.Client]:
+    with live_server(create_app(settings_on_private_redis)) as client:
+        yield client
+
+
+def test_with_redis_down_refine_works_and_job_and_dataset_writes_answer_503_saying_why(
+    api: httpx.Client, private_redis: EmbeddedRedis, settings_on_private_redis: Settings
+) -> None:
+    dataset = store_eye_dataset(settings_on_private_redis.data_path, "synthetic", count=2).id
+    private_redis.stop()
+
+    refined = api.post("/refine", files={"image": ("eye.png", image_file(random_images(1)[0]), "image/png")})
+    assert refined.status_code == 200
+    for method, path, body in [
+        ("POST", "/train-jobs", {"synthetic_dataset": dataset, "real_dataset": dataset}),
+        ("GET", "/train-jobs", None),
+        ("GET", "/train-jobs/some-job", None),
+        ("POST", "/refine-jobs", {"dataset": dataset}),
+        ("GET", "/refine-jobs/some-job", None),
+        ("POST", "/datasets/simulate", {"count": 2}),
+        ("DELETE", f"/datasets/{dataset}", None),
+    ]:
+        response = api.request(method, path, json=body)
+        assert response.status_code == 503, (method, path, response.text)
+        detail = response.json()["detail"]
+        assert f"Redis at {private_redis.url} is unreachable" in detail
+        assert "until it is back" in detail
+    assert api.get("/datasets").status_code == 200
+    assert api.get("/healthz").status_code == 200
+    metrics = api.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'simgan_queue_jobs{queue="train"' not in metrics.text
+
+
+def test_job_endpoints_recover_by_themselves_when_redis_is_back(
+    api: httpx.Client, private_redis: EmbeddedRedis, settings_on_private_redis: Settings
+) -> None:
+    synthetic = store_eye_dataset(settings_on_private_redis.data_path, "synthetic", count=2).id
+    real = store_eye_dataset(settings_on_private_redis.data_path, "real", count=2).id
+    job = api.post("/train-jobs", json={"synthetic_dataset": synthetic, "real_dataset": real}).json()
+    private_redis.stop()
+    assert api.get("/train-jobs").status_code == 503
+
+    restarted = EmbeddedRedis(private_redis.directory, port=private_redis.port).start()
+    try:
+        response = api.get("/train-jobs")
+    finally:
+        restarted.stop()
+
+    assert response.status_code == 200
+    assert [j["id"] for j in response.json()["jobs"]] == [job["id"]]  # kept on disk across the restart

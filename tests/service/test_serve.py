@@ -1,0 +1,76 @@
+"""`simgan serve` as a user runs it: everything starts, jobs work, Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.redis_server import free_port, pid_alive
+from service.supervisor import descendants
+from tests.factories import serve_env, start_serve, wait_until_up
+
+
+@pytest.fixture
+def serve_log(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "serve.log"
+    yield path
+    print(path.read_text() if path.exists() else "")  # shown by pytest when the test failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_starts_redis_workers_and_api_and_stopping_it_leaves_no_process_behind(
+    tmp_path: Path, serve_log: Path, stop_signal: signal.Signals
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = start_serve(serve_env(tmp_path / "home"), port, serve_log)
+    try:
+        wait_until_up(serve, url, children=4)  # redis-server, the API, a train and a refine worker
+        jobs = httpx.get(f"{url}/train-jobs")
+        family = descendants(serve.pid)
+
+        serve.send_signal(stop_signal)
+        code = serve.wait(60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+    assert jobs.status_code == 200
+    assert code == 0
+    assert len(family) >= 4
+    assert [pid for pid in family if pid_alive(pid)] == []
+    assert (tmp_path / "home" / "redis" / "appendonlydir").is_dir() or any(
+        (tmp_path / "home" / "redis").glob("*.aof")
+    )
+
+
+@pytest.mark.slow
+def test_serve_with_redis_url_starts_only_the_api_and_uses_that_redis(
+    tmp_path: Path, serve_log: Path, redis_url: str
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = start_serve({**serve_env(tmp_path / "home"), "REDIS_URL": redis_url}, port, serve_log)
+    try:
+        wait_until_up(serve, url, children=0)
+        synthetic = httpx.post(f"{url}/datasets/simulate", json={"count": 2, "domain": "synthetic"}).json()[
+            "id"
+        ]
+        real = httpx.post(f"{url}/datasets/simulate", json={"count": 2, "domain": "real"}).json()["id"]
+        created = httpx.post(f"{url}/train-jobs", json={"synthetic_dataset": synthetic, "real_dataset": real})
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+    assert created.status_code == 202
+    assert code == 0
+    import redis
+
+    assert redis.Redis.from_url(redis_url).llen("rq:queue:train") == 1  # queued for workers elsewhere

@@ -1,0 +1,287 @@
+"""/train-jobs on a real Redis with real workers: training, progress, cancel, failures, kill -9 + resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from models import Registry
+from service.config import Settings
+from service.datasets import DatasetStore
+from service.main import create_app
+from service.redis_server import pid_alive
+from service.supervisor import children_of
+from tests.factories import TINY_TRAIN_CONFIG, live_server, run_queued_jobs, store_eye_dataset
+
+
+@pytest.fixture
+def jobs_settings(redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny networks on a shared CPU: more threads only contend (seconds per step instead of 0.1)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def api(jobs_settings: Settings) -> Iterator[httpx.Client]:
+    with live_server(create_app(jobs_settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def datasets(jobs_settings: Settings) -> dict[str, str]:
+    return {
+        "synthetic_dataset": store_eye_dataset(jobs_settings.data_path, "synthetic", seed=0).id,
+        "real_dataset": store_eye_dataset(jobs_settings.data_path, "real", seed=1).id,
+    }
+
+
+def start_job(api: httpx.Client, datasets: dict[str, str], **config: Any) -> str:
+    response = api.post("/train-jobs", json={**datasets, "config": {**TINY_TRAIN_CONFIG, **config}})
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    return str(response.json()["id"])
+
+
+def wait_for(
+    api: httpx.Client, job_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120
+) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/train-jobs/{job_id}").json()
+        if done(job):
+            return dict(job)
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {job}")
+
+
+def test_train_job_trains_publishes_and_reports_its_model(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    job_id = start_job(api, datasets)
+
+    run_queued_jobs(redis_url, "train")
+
+    response = api.get(f"/train-jobs/{job_id}")
+    assert response.status_code == 200
+    job = response.json()
+    assert job["status"] == "succeeded"
+    assert job["model_version"] == Registry(jobs_settings.models_path).latest()
+    assert job["progress"]["step"] == job["progress"]["total_steps"] == 6
+    assert set(job["progress"]) >= {"step", "total_steps", "losses", "eta_seconds"}
+    assert isinstance(job["metrics"], dict)
+    assert job["error"] is None
+    card = Registry(jobs_settings.models_path).get(job["model_version"])
+    assert {d["id"] for d in card.datasets} == set(datasets.values())
+
+
+def test_train_job_refuses_unknown_config_keys_naming_them(
+    api: httpx.Client, datasets: dict[str, str]
+) -> None:
+    response = api.post("/train-jobs", json={**datasets, "config": {"steps": 3, "stepz": 1, "lr": 2}})
+
+    assert response.status_code == 422
+    assert "stepz" in response.json()["detail"] and "lr" in response.json()["detail"]
+    assert api.get("/train-jobs").json()["jobs"] == []
+
+
+def test_train_job_refuses_a_dataset_that_does_not_exist(api: httpx.Client, datasets: dict[str, str]) -> None:
+    response = api.post("/train-jobs", json={**datasets, "real_dataset": "0123456789abcdef"})
+
+    assert response.status_code == 404
+    assert "0123456789abcdef" in response.json()["detail"]
+
+
+def test_train_job_refuses_datasets_of_the_wrong_kind(api: httpx.Client, datasets: dict[str, str]) -> None:
+    swapped = {"synthetic_dataset": datasets["real_dataset"], "real_dataset": datasets["synthetic_dataset"]}
+
+    response = api.post("/train-jobs", json=swapped)
+
+    assert response.status_code == 422
+    assert "kind synthetic" in response.json()["detail"]
+
+
+def test_unknown_train_job_is_404(api: httpx.Client) -> None:
+    assert api.get("/train-jobs/nope").status_code == 404
+    assert api.post("/train-jobs/nope/cancel").status_code == 404
+
+
+def test_train_jobs_are_listed_newest_first(api: httpx.Client, datasets: dict[str, str]) -> None:
+    first, second = start_job(api, datasets), start_job(api, datasets, seed=1)
+
+    response = api.get("/train-jobs")
+
+    assert response.status_code == 200
+    assert [job["id"] for job in response.json()["jobs"]] == [second, first]
+
+
+def test_cancel_of_a_queued_train_job_means_it_never_runs(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str
+) -> None:
+    job_id = start_job(api, datasets)
+
+    response = api.post(f"/train-jobs/{job_id}/cancel")
+    run_queued_jobs(redis_url, "train")
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "canceled"
+    job = api.get(f"/train-jobs/{job_id}").json()
+    assert job["status"] == "canceled"
+    assert job["progress"] is None
+    assert api.post(f"/train-jobs/{job_id}/cancel").status_code == 409
+
+
+def test_cancel_of_a_running_train_job_stops_it_at_a_step_with_a_checkpoint(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    job_id = start_job(api, datasets, steps=100_000)
+    answers: list[int] = []
+
+    def cancel_once_running() -> None:
+        wait_for(
+            api, job_id, lambda job: job["status"] == "running" and (job["progress"] or {}).get("step", 0) > 2
+        )
+        answers.append(api.post(f"/train-jobs/{job_id}/cancel").status_code)
+
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
+    run_queued_jobs(redis_url, "train")  # returns once the job has stopped
+    canceller.join()
+
+    assert answers == [202]
+    job = api.get(f"/train-jobs/{job_id}").json()
+    assert job["status"] == "canceled"
+    assert 2 < job["progress"]["step"] < job["progress"]["total_steps"]
+    assert job["model_version"] is None
+    assert (jobs_settings.home / "jobs" / job_id / "checkpoint.pt").is_file()
+
+
+def test_a_failing_train_job_reports_what_went_wrong_and_is_not_retried(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    job_id = start_job(api, datasets)
+    DatasetStore(jobs_settings.data_path).delete(datasets["real_dataset"])  # gone before the job runs
+
+    run_queued_jobs(redis_url, "train")
+
+    job = api.get(f"/train-jobs/{job_id}").json()
+    assert job["status"] == "failed"
+    assert datasets["real_dataset"] in job["error"] and "does not exist" in job["error"]
+    assert "Traceback" not in job["error"]
+    assert job["attempts"] == 1
+
+
+def test_deleting_a_dataset_a_queued_job_uses_is_refused(api: httpx.Client, datasets: dict[str, str]) -> None:
+    job_id = start_job(api, datasets)
+
+    response = api.delete(f"/datasets/{datasets['synthetic_dataset']}")
+
+    assert response.status_code == 409
+    assert job_id in response.json()["detail"]
+
+
+# --------------------------------------------------------------------------- kill -9 and resume
+def start_worker(env: dict[str, str], log: Path, *options: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "simgan.cli", "worker", "--queues", "train", *options],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+def worker_env(jobs_settings: Settings) -> dict[str, str]:
+    """Short heartbeats so a dead worker's job is found abandoned in seconds, not minutes."""
+    return {
+        **os.environ,
+        "SIMGAN_WORKER_HEARTBEAT_SECONDS": "1",
+        "SIMGAN_WORKER_MAINTENANCE_SECONDS": "1",
+        "SIMGAN_PROGRESS_INTERVAL_SECONDS": "0.1",
+        "SIMGAN_LOG_LEVEL": "info",
+        "OMP_NUM_THREADS": "1",  # tiny networks on a shared CPU: more threads only contend
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", ["worker", "worker and job process"])
+def test_a_train_job_whose_worker_is_killed_resumes_from_its_checkpoint(
+    api: httpx.Client, datasets: dict[str, str], worker_env: dict[str, str], tmp_path: Path, killed: str
+) -> None:
+    job_id = start_job(api, datasets, steps=30, checkpoint_every=5)
+    first = start_worker(worker_env, tmp_path / "worker.log")
+    try:
+        wait_for(api, job_id, lambda job: (job["checkpoint_step"] or 0) >= 5)
+        job_processes = children_of(first.pid)  # the spawned process that trains
+        first.send_signal(signal.SIGKILL)  # kill -9: no warm shutdown, no cleanup
+        first.wait()
+        if killed == "worker and job process":  # as when the machine dies
+            for pid in job_processes:
+                os.kill(pid, signal.SIGKILL)
+        second = start_worker(worker_env, tmp_path / "worker.log")
+        try:
+            job = wait_for(api, job_id, lambda job: job["status"] in ("succeeded", "failed"))
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text())
+    assert job["attempts"] == 2
+    assert job["resumed_from_step"] >= 5
+    assert job["model_version"] is not None
+    assert not any(pid_alive(pid) for pid in job_processes)
+
+
+@pytest.mark.slow
+def test_a_train_worker_stopped_with_sigterm_requeues_its_job_which_resumes_from_where_it_stopped(
+    api: httpx.Client, datasets: dict[str, str], worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    # No periodic checkpoint: the one the job resumes from is written when the worker stops.
+    job_id = start_job(api, datasets, steps=30, checkpoint_every=1000)
+    first = start_worker(worker_env, tmp_path / "worker.log")
+    try:
+        wait_for(
+            api,
+            job_id,
+            lambda job: job["status"] == "running" and (job["progress"] or {}).get("step", 0) >= 3,
+        )
+        first.send_signal(signal.SIGTERM)  # docker stop, or Ctrl-C of simgan serve
+        stopped_code = first.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    stopped = api.get(f"/train-jobs/{job_id}").json()
+
+    second = start_worker(worker_env, tmp_path / "worker.log", "--burst")
+    assert second.wait(120) == 0
+    job = api.get(f"/train-jobs/{job_id}").json()
+
+    assert stopped_code == 0
+    assert stopped["status"] == "queued"
+    assert stopped["checkpoint_step"] >= 3
+    assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text())
+    assert job["resumed_from_step"] == stopped["checkpoint_step"]
+    assert job["attempts"] == 2

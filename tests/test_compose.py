@@ -1,0 +1,108 @@
+"""docker-compose.yml and docker/: the services, volumes, healthchecks and commands a deployment relies on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from simgan.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+SIMGAN_SERVICES = ("api", "refine-worker", "trainer")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE.read_text()))
+
+
+def test_compose_has_redis_api_refine_worker_and_trainer(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"redis", *SIMGAN_SERVICES}
+
+
+def test_redis_has_a_ping_healthcheck_and_a_volume(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert any(volume.startswith("redis:") for volume in redis["volumes"])
+    assert "redis" in compose["volumes"]
+
+
+@pytest.mark.parametrize("service", SIMGAN_SERVICES)
+def test_simgan_services_wait_for_a_healthy_redis_and_use_it(compose: dict[str, Any], service: str) -> None:
+    spec = compose["services"][service]
+
+    assert spec["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert spec["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+
+
+@pytest.mark.parametrize("service", SIMGAN_SERVICES)
+def test_simgan_services_share_the_models_and_data_volumes(compose: dict[str, Any], service: str) -> None:
+    mounts = dict(volume.split(":", 1) for volume in compose["services"][service]["volumes"])
+
+    assert mounts["models"] == "/var/lib/simgan/models"
+    assert mounts["data"] == "/var/lib/simgan/data"
+    assert compose["services"][service]["environment"]["SIMGAN_HOME"] == "/var/lib/simgan"
+    assert {"models", "data"} <= set(compose["volumes"])
+
+
+def test_the_api_serves_the_results_that_refine_workers_write(compose: dict[str, Any]) -> None:
+    for service in ("api", "refine-worker"):
+        assert "results:/var/lib/simgan/results" in compose["services"][service]["volumes"]
+
+
+@pytest.mark.parametrize(
+    ("service", "verb", "queues"),
+    [("api", "serve", None), ("refine-worker", "worker", ["refine"]), ("trainer", "worker", ["train"])],
+)
+def test_every_command_is_a_real_simgan_command(
+    compose: dict[str, Any], service: str, verb: str, queues: list[str] | None
+) -> None:
+    command = compose["services"][service]["command"]
+
+    assert command[0] == "simgan"
+    args = build_parser().parse_args(command[1:])
+    assert args.verb == verb
+    assert getattr(args, "queues", None) == queues
+
+
+def test_the_trainer_reserves_an_nvidia_gpu(compose: dict[str, Any]) -> None:
+    devices = compose["services"]["trainer"]["deploy"]["resources"]["reservations"]["devices"]
+
+    assert devices[0]["driver"] == "nvidia"
+    assert "gpu" in devices[0]["capabilities"]
+
+
+def test_images_are_a_slim_service_one_without_torch_and_a_cuda_trainer(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    service_file = (ROOT / services["api"]["build"]["dockerfile"]).read_text()
+    trainer_file = (ROOT / services["trainer"]["build"]["dockerfile"]).read_text()
+
+    assert services["refine-worker"]["build"]["dockerfile"] == services["api"]["build"]["dockerfile"]
+    assert "RUN pip install .\n" in service_file and "torch" not in _instructions(service_file)
+    assert 'pip install ".[train]"' in trainer_file
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu" in trainer_file
+    assert "--index-url ${TORCH_INDEX_URL}" in trainer_file
+
+
+def test_every_environment_variable_is_explained_by_a_comment() -> None:
+    lines = COMPOSE.read_text().splitlines()
+    variable = re.compile(r"^\s+(REDIS_URL|SIMGAN_[A-Z_]+):")
+
+    undocumented = [
+        line.strip()
+        for i, line in enumerate(lines)
+        if variable.match(line) and not lines[i - 1].strip().startswith("#")
+    ]
+
+    assert undocumented == []
+
+
+def _instructions(dockerfile: str) -> str:
+    """The Dockerfile without its comments."""
+    return "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
