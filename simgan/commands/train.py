@@ -1,0 +1,143 @@
+"""`simgan train --synthetic A --real B [--steps N] [--config key=value ...] [--resume CHECKPOINT]`.
+
+Trains a refiner with S+U learning and publishes it into the model registry (SIMGAN_HOME/models).
+Ctrl-C stops at the end of the current step, leaving a checkpoint to `--resume` from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a refiner on synthetic + real images and publish it",
+        description=(
+            "Train a refiner (S+U learning) on a synthetic and a real dataset (.npz, .h5, or a stored "
+            "dataset directory) and publish it into the model registry. Config keys: see README."
+        ),
+    )
+    parser.add_argument("--synthetic", required=True, type=Path, help="labelled synthetic images")
+    parser.add_argument("--real", required=True, type=Path, help="unlabelled real images")
+    parser.add_argument("--steps", type=int, help="adversarial steps after pretraining (config key steps)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config overrides, e.g. --config batch_size=64 lambda_reg=0.1",
+    )
+    parser.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from a checkpoint")
+    parser.add_argument(
+        "--workdir", type=Path, help="where checkpoints go (default: SIMGAN_HOME/runs/train-<time>)"
+    )
+    parser.set_defaults(run=run)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"simgan train: --config takes KEY=VALUE pairs, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+@contextmanager
+def console_progress(label: str) -> Iterator[Callable[[Any], None]]:
+    """A tqdm bar when stderr is a terminal; otherwise a log line every 5% of the steps."""
+    bar: Any = None
+
+    def report(p: Any) -> None:
+        nonlocal bar
+        losses = {k: round(v, 4) for k, v in p.losses.items() if k in ("refiner", "discriminator")}
+        if sys.stderr.isatty():
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=p.total_steps, initial=p.step - 1, desc=label, unit="step")
+            bar.set_postfix(phase=p.phase, **losses)
+            bar.update(1)
+        elif p.step == p.total_steps or p.step % max(1, p.total_steps // 20) == 0:
+            eta = f"{p.eta_seconds:.0f}s" if p.eta_seconds is not None else "?"
+            print(f"{label}: step {p.step}/{p.total_steps} {p.phase} {losses} eta {eta}", file=sys.stderr)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """should_stop() for train(): true once Ctrl-C was pressed (a second Ctrl-C aborts at once)."""
+    pressed: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    from models import Registry
+    from service.config import get_settings
+    from trainer.checkpoint import load_checkpoint
+    from trainer.config import ConfigError, TrainConfig
+    from trainer.data import DataError, load_images
+    from trainer.training import describe_datasets, train
+
+    settings = get_settings()
+    overrides = parse_overrides(args.config)
+    if args.steps is not None:
+        overrides["steps"] = str(args.steps)
+    try:
+        base = load_checkpoint(args.resume)["config"] if args.resume else {}
+        config = TrainConfig.from_overrides({**base, **overrides})
+        synthetic = load_images(args.synthetic)
+        real = load_images(args.real)
+    except (ConfigError, DataError) as exc:
+        print(f"simgan train: {exc}", file=sys.stderr)
+        return 2
+    workdir = args.workdir or (
+        args.resume.parent if args.resume else settings.home / "runs" / time.strftime("train-%Y%m%d-%H%M%S")
+    )
+    datasets = describe_datasets(synthetic.images, real.images)
+    for entry, path in zip(datasets, (args.synthetic, args.real), strict=True):
+        entry["source"] = str(path)
+    print(f"training in {workdir} (checkpoints: {workdir / 'checkpoint.pt'})", file=sys.stderr)
+    with console_progress("train") as progress, stop_on_interrupt() as should_stop:
+        result = train(
+            config,
+            synthetic.images,
+            real.images,
+            registry=Registry(settings.models_path),
+            workdir=workdir,
+            resume=args.resume,
+            progress=progress,
+            should_stop=should_stop,
+            datasets=datasets,
+        )
+    if result.stopped:
+        print(f"stopped at step {result.step}; continue with --resume {result.checkpoint}", file=sys.stderr)
+        return 130
+    print(f"published {result.version} to {settings.models_path} ({result.step} steps)")
+    return 0

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import Registry
+from trainer.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from trainer.config import TrainConfig
+from trainer.export import export_checkpoint
+from trainer.training import TrainResult, train
+
+TINY = {
+    "batch_size": 4,
+    "history_size": 4,
+    "refiner_channels": 4,
+    "refiner_blocks": 1,
+    "pretrain_refiner_steps": 1,
+    "pretrain_discriminator_steps": 1,
+    "steps": 4,
+    "device": "cpu",
+}
+
+
+def tiny_config() -> TrainConfig:
+    return TrainConfig.from_overrides(TINY)
+
+
+def tiny_images(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(16, 12, 16, 1), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _stopped_run(tmp_path: Path, after: int = 3) -> TrainResult:
+    seen: list[int] = []
+    return train(
+        tiny_config(),
+        tiny_images(1),
+        tiny_images(2),
+        registry=Registry(tmp_path / "models"),
+        workdir=tmp_path / "run",
+        progress=lambda p: seen.append(p.step),
+        should_stop=lambda: len(seen) >= after,
+    )
+
+
+def test_checkpoint_describes_itself(tmp_path: Path) -> None:
+    state = load_checkpoint(_stopped_run(tmp_path).checkpoint)
+    assert state["format"] == "simgan-checkpoint"
+    assert state["step"] == 3
+    assert state["phase"] == "adversarial"
+    assert state["config"] == tiny_config().to_dict()
+    assert state["refiner_config"] == {"channels": 1, "width": 4, "blocks": 1, "kernel": 3}
+    assert {"refiner", "discriminator", "refiner_optimizer", "discriminator_optimizer"} <= set(state)
+    assert set(state["rng"]) == {"torch", "cuda", "numpy", "python", "generator"}
+    assert state["history"]["images"].shape == (4, 1, 12, 16)
+    assert [d["kind"] for d in state["datasets"]] == ["synthetic", "real"]
+
+
+def test_export_publishes_the_refiner_of_a_checkpoint_with_its_card(tmp_path: Path) -> None:
+    checkpoint = _stopped_run(tmp_path).checkpoint
+    registry = Registry(tmp_path / "exported")
+    card = export_checkpoint(checkpoint, registry, notes="by hand")
+    state = load_checkpoint(checkpoint)
+    assert card.version == "v1"
+    assert card.steps_trained == 3
+    assert card.final_losses == state["losses"]
+    assert card.config == state["config"]
+    assert card.notes == "by hand"
+    assert card.parity_max_abs_error <= 1
+    assert registry.verify("v1").onnx_sha256 == card.onnx_sha256
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+
+    def crash(obj: object, f: object) -> None:  # a crash mid-write cannot be caused for real
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"step": 2})
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_loading_refuses_files_that_are_not_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable simgan checkpoint"):
+        load_checkpoint(junk)
+    torch.save({"model": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a simgan checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_random_states_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(4)
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"rng": capture_rng(generator)})
+
+    def draw() -> tuple[float, ...]:
+        return (
+            torch.rand(1).item(),
+            float(np.random.rand()),
+            random.random(),
+            torch.rand(1, generator=generator).item(),
+        )
+
+    expected = draw()
+    restore_rng(load_checkpoint(path)["rng"], generator)
+    assert draw() == expected

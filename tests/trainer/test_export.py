@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from models import Registry
+from service.config import Settings
+from simgan.cli import main
+from tests.factories import publish_tiny_refiner
+from trainer.config import TrainConfig
+from trainer.export import ExportError, Uint8Refiner, publish_refiner
+from trainer.networks import RefinerConfig, build_refiner
+from trainer.training import train
+
+
+def _session(registry: Registry, version: str) -> ort.InferenceSession:
+    return ort.InferenceSession(str(registry.onnx_path(version)), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_published_refiner_takes_uint8_nhwc_of_any_size_and_returns_the_same_shape(
+    tmp_path: Path, channels: int
+) -> None:
+    registry = Registry(tmp_path)
+    card = publish_tiny_refiner(registry, channels=channels)
+    session = _session(registry, card.version)
+    for shape in [(1, 35, 55, channels), (3, 17, 9, channels)]:
+        image = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+        (refined,) = session.run(["refined"], {"image": image})
+        assert refined.dtype == np.uint8
+        assert refined.shape == shape
+
+
+def test_published_onnx_output_matches_the_torch_refiner(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    refiner = build_refiner(RefinerConfig(channels=1, width=8, blocks=1))
+    registry = Registry(tmp_path)
+    card = publish_refiner(refiner, 1, registry)
+    image = np.random.default_rng(1).integers(0, 256, size=(2, 35, 55, 1), dtype=np.uint8)
+    (onnx_out,) = _session(registry, card.version).run(["refined"], {"image": image})
+    with torch.no_grad():
+        y = refiner(torch.from_numpy(image).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    expected = torch.round((y + 1) * 127.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(onnx_out.astype(int) - expected.astype(int)).max() <= 1
+    assert card.parity_max_abs_error <= 1
+
+
+def test_card_says_how_to_feed_the_model_and_who_made_it(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    card = publish_tiny_refiner(registry, channels=3)
+    stored = registry.verify(card.version)
+    assert stored.io.channels == 3
+    assert (stored.io.input_name, stored.io.output_name, stored.io.dtype) == ("image", "refined", "uint8")
+    assert stored.onnx_opset == 17
+    assert stored.producer["torch"] == torch.__version__
+    assert stored.config["refiner_channels"] == 8
+
+
+def test_uint8_wrapper_maps_pixels_through_minus_one_to_one() -> None:
+    wrapper = Uint8Refiner(torch.nn.Identity())
+    pixels = torch.tensor([0, 1, 127, 128, 254, 255], dtype=torch.uint8).reshape(1, 1, 6, 1)
+    assert torch.equal(wrapper(pixels), pixels)
+
+
+def test_export_refuses_to_publish_when_onnxruntime_disagrees_with_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A parity failure cannot be caused with a correct exporter; inject one.
+    monkeypatch.setattr("trainer.export.parity_error", lambda *args, **kwargs: 7.0)
+    registry = Registry(tmp_path)
+    with pytest.raises(ExportError, match="differs from torch by 7 pixel levels"):
+        publish_refiner(build_refiner(RefinerConfig(channels=1, width=4, blocks=1)), 1, registry)
+    assert registry.versions() == []
+
+
+def test_export_command_publishes_a_checkpoint(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = TrainConfig(batch_size=2, refiner_channels=4, refiner_blocks=1, device="cpu")
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 8, 8, 1), dtype=np.uint8)
+    result = train(
+        config,
+        images,
+        images,
+        registry=Registry(tmp_path / "elsewhere"),
+        workdir=tmp_path / "run",
+        should_stop=lambda: True,
+    )
+    assert main(["export", str(result.checkpoint), "--notes", "by hand"]) == 0
+    assert "published v1" in capsys.readouterr().out
+    assert Registry(settings.models_path).get("v1").notes == "by hand"
+
+
+def test_export_command_says_when_the_file_is_not_a_checkpoint(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", str(tmp_path / "nope.pt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from models import Registry
+from service.config import Settings
+from simgan.cli import main
+from trainer.checkpoint import load_checkpoint
+from trainer.config import ConfigError, TrainConfig
+from trainer.data import DataError, load_images
+from trainer.networks import RefinerConfig, build_refiner
+from trainer.training import PHASES, Progress, TrainingError, TrainResult, train
+
+TINY = {
+    "batch_size": 4,
+    "history_size": 4,
+    "refiner_channels": 4,
+    "refiner_blocks": 1,
+    "pretrain_refiner_steps": 1,
+    "pretrain_discriminator_steps": 1,
+    "steps": 4,
+    "checkpoint_every": 100,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # Tiny networks run several times faster on one thread than on two contended ones.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides: object) -> TrainConfig:
+    return TrainConfig.from_overrides({**TINY, **overrides})
+
+
+def tiny_images(seed: int, count: int = 16, channels: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 12, 16, channels), dtype=np.uint8)
+
+
+def _train(tmp_path: Path, config: TrainConfig, **kwargs: Any) -> TrainResult:
+    kwargs.setdefault("registry", Registry(tmp_path / "models"))
+    kwargs.setdefault("workdir", tmp_path / "run")
+    return train(config, tiny_images(1), tiny_images(2), **kwargs)
+
+
+def test_training_writes_a_checkpoint_and_publishes_a_model_that_matches_torch(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    result = _train(tmp_path, tiny_config(), registry=registry)
+    assert (result.version, result.stopped, result.step) == ("v1", False, 6)
+    assert result.checkpoint == tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(result.checkpoint)
+    refiner = build_refiner(RefinerConfig(**state["refiner_config"]))
+    refiner.load_state_dict(state["refiner"])
+    image = tiny_images(3, count=2)
+    (onnx_out,) = ort.InferenceSession(str(registry.onnx_path("v1")), providers=["CPUExecutionProvider"]).run(
+        ["refined"], {"image": image}
+    )
+    with torch.no_grad():
+        y = refiner(torch.from_numpy(image).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    expected = torch.round((y + 1) * 127.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(onnx_out.astype(int) - expected.astype(int)).max() <= 1
+    card = registry.get("v1")
+    assert card.steps_trained == 6
+    assert card.config == tiny_config().to_dict()
+    assert card.final_losses == result.final_losses
+    assert [d["kind"] for d in card.datasets] == ["synthetic", "real"]
+
+
+def test_progress_reports_every_step_through_the_three_phases(tmp_path: Path) -> None:
+    reports: list[Progress] = []
+    _train(tmp_path, tiny_config(), progress=reports.append)
+    assert [p.step for p in reports] == [1, 2, 3, 4, 5, 6]
+    assert {p.total_steps for p in reports} == {6}
+    assert [p.phase for p in reports] == [PHASES[0], PHASES[1], *[PHASES[2]] * 4]
+    assert set(reports[0].losses) == {"self_regularization", "refiner"}
+    assert {"refiner_adversarial", "discriminator", "discriminator_accuracy"} <= set(reports[-1].losses)
+    assert reports[-1].eta_seconds == 0
+    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in reports)
+
+
+def test_should_stop_leaves_a_checkpoint_and_publishes_nothing(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    steps: list[int] = []
+    result = _train(
+        tmp_path,
+        tiny_config(),
+        registry=registry,
+        progress=lambda p: steps.append(p.step),
+        should_stop=lambda: len(steps) >= 3,
+    )
+    assert (result.version, result.stopped, result.step) == (None, True, 3)
+    assert load_checkpoint(result.checkpoint)["step"] == 3
+    assert registry.versions() == []
+
+
+def test_resume_continues_with_exactly_the_losses_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight: list[Progress] = []
+    _train(tmp_path / "straight", tiny_config(), progress=straight.append)
+    interrupted: list[Progress] = []
+    first = _train(
+        tmp_path / "resumed",
+        tiny_config(),
+        progress=interrupted.append,
+        should_stop=lambda: len(interrupted) >= 3,
+    )
+    # The history is full at the break (4 slots, 2 pushes per D step), so resuming must also
+    # restore where random overwrites go.
+    assert len(load_checkpoint(first.checkpoint)["history"]["images"]) == 4
+    resumed: list[Progress] = []
+    _train(tmp_path / "resumed", tiny_config(), resume=first.checkpoint, progress=resumed.append)
+    assert [p.step for p in resumed] == [4, 5, 6]
+    assert [p.losses for p in resumed] == [p.losses for p in straight[3:]]
+
+
+def test_resume_refuses_a_config_that_changes_the_run(tmp_path: Path) -> None:
+    first = _train(tmp_path, tiny_config(), should_stop=lambda: True)
+    with pytest.raises(ConfigError, match="different lambda_reg, seed"):
+        _train(tmp_path, tiny_config(seed=5, lambda_reg=0.1), resume=first.checkpoint)
+
+
+def test_training_with_the_same_seed_is_deterministic(tmp_path: Path) -> None:
+    runs = [_train(tmp_path / str(i), tiny_config(steps=1)).final_losses for i in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_training_refuses_datasets_with_different_channel_counts(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="same channel count"):
+        train(
+            tiny_config(),
+            tiny_images(1, channels=3),
+            tiny_images(2, channels=1),
+            registry=Registry(tmp_path / "models"),
+            workdir=tmp_path,
+        )
+
+
+def test_training_on_colour_images_with_channel_mean_regularization(tmp_path: Path) -> None:
+    config = tiny_config(regularization_space="channel_mean", optimizer="sgd", steps=1)
+    registry = Registry(tmp_path / "models")
+    train(config, tiny_images(1, channels=3), tiny_images(2, channels=3), registry=registry, workdir=tmp_path)
+    assert registry.get("latest").io.channels == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a usable CUDA device")
+def test_training_on_cuda_publishes_a_model(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    result = _train(tmp_path, tiny_config(device="cuda"), registry=registry)
+    assert result.version == "v1"
+    assert registry.get("v1").parity_max_abs_error <= 1
+
+
+# ---------------------------------------------------------------- datasets (trainer/data.py)
+
+
+def test_npz_dataset_gets_a_channel_axis_and_its_annotations(tmp_path: Path) -> None:
+    path = tmp_path / "eyes.npz"
+    annotations = [{"gaze": {"pitch": 1.0, "yaw": -2.0}}, {"gaze": {"pitch": 0.0, "yaw": 3.0}}]
+    np.savez(path, images=np.zeros((2, 35, 55), np.uint8), annotations=json.dumps(annotations))
+    loaded = load_images(path)
+    assert loaded.images.shape == (2, 35, 55, 1)
+    assert loaded.annotations == annotations
+
+
+def test_h5_dataset_is_read_from_its_image_dataset(tmp_path: Path) -> None:
+    path = tmp_path / "real_gaze.h5"
+    with h5py.File(path, "w") as f:
+        f["image"] = np.full((3, 35, 55), 7, np.uint8)
+    loaded = load_images(path)
+    assert loaded.images.shape == (3, 35, 55, 1)
+    assert loaded.annotations is None
+
+
+def test_stored_dataset_directory_gives_names_and_annotations(tmp_path: Path) -> None:
+    np.save(tmp_path / "images.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    lines = [{"file": "a.png", "gaze": 1}, {"file": "b/c.png", "gaze": 2}]
+    (tmp_path / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    loaded = load_images(tmp_path)
+    assert loaded.images.shape == (2, 8, 8, 3)
+    assert loaded.names == ["a.png", "b/c.png"]
+    assert loaded.annotations == [{"gaze": 1}, {"gaze": 2}]
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (np.zeros((2, 8, 8, 2), np.uint8), "C = 1 or 3"),
+        (np.zeros((2, 8, 8), np.float32), "pixels must be uint8"),
+        (np.zeros((0, 8, 8), np.uint8), "holds no images"),
+    ],
+)
+def test_unusable_datasets_are_refused_with_what_to_fix(
+    tmp_path: Path, images: np.ndarray, message: str
+) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, images=images)
+    with pytest.raises(DataError, match=message):
+        load_images(path)
+
+
+def test_unknown_dataset_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "eyes.csv"
+    path.write_text("1,2,3")
+    with pytest.raises(DataError, match="unsupported dataset format"):
+        load_images(path)
+
+
+# ---------------------------------------------------------------- `simgan train`
+
+
+def _npz(path: Path, seed: int) -> Path:
+    np.savez(path, images=tiny_images(seed)[..., 0])
+    return path
+
+
+def test_train_command_publishes_into_the_registry(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    synthetic, real = _npz(tmp_path / "syn.npz", 1), _npz(tmp_path / "real.npz", 2)
+    pairs = [f"{k}={v}" for k, v in TINY.items() if k != "steps"]
+    argv = ["train", "--synthetic", str(synthetic), "--real", str(real), "--steps", "1", "--config", *pairs]
+    assert main([*argv, "--workdir", str(tmp_path / "run")]) == 0
+    assert "published v1" in capsys.readouterr().out
+    card = Registry(settings.models_path).get("latest")
+    assert card.steps_trained == 3
+    assert card.datasets[0]["source"] == str(synthetic)
+
+
+def test_train_command_refuses_unknown_config_keys_by_name(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    synthetic, real = _npz(tmp_path / "syn.npz", 1), _npz(tmp_path / "real.npz", 2)
+    argv = ["train", "--synthetic", str(synthetic), "--real", str(real), "--config", "lr=0.1"]
+    assert main(argv) == 2
+    assert "unknown config key(s): lr" in capsys.readouterr().err
+    assert Registry(settings.models_path).versions() == []
+
+
+class EarliestSelector:
+    """A checkpoint selector that prefers the earliest checkpoint it sees."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def consider(self, step: int, refiner: torch.nn.Module) -> bool:
+        self.steps.append(step)
+        if self.best_state is not None:
+            return False
+        self.best_state = {k: v.detach().clone() for k, v in refiner.state_dict().items()}
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {"criterion": "earliest", "step": self.steps[0] if self.steps else None}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": list(self.steps), "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.best_state = list(state["steps"]), state["best_state"]
+
+
+def test_a_selector_scores_every_scheduled_checkpoint_and_its_choice_is_published(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    selector = EarliestSelector()
+    result = _train(tmp_path, tiny_config(checkpoint_every=2), registry=registry, selector=selector)
+    assert selector.steps == [2, 4, 6]
+    card = registry.get(result.version or "")
+    assert card.selection == {"criterion": "earliest", "step": 2}
+    assert card.steps_trained == 6
+    state = load_checkpoint(result.checkpoint)
+    assert state["selected_refiner"].keys() == state["refiner"].keys()
+    assert not torch.equal(state["selected_refiner"]["head.weight"], state["refiner"]["head.weight"])
+
+
+def test_a_resumed_selector_goes_on_from_its_checkpointed_state(tmp_path: Path) -> None:
+    seen: list[int] = []
+    first = _train(
+        tmp_path,
+        tiny_config(checkpoint_every=2),
+        selector=EarliestSelector(),
+        progress=lambda p: seen.append(p.step),
+        should_stop=lambda: len(seen) >= 3,
+    )
+    selector = EarliestSelector()
+    _train(tmp_path, tiny_config(checkpoint_every=2), selector=selector, resume=first.checkpoint)
+    assert selector.steps == [2, 4, 6]

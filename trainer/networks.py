@@ -1,0 +1,131 @@
+"""The refiner R and the local discriminator D of S+U learning (SimGAN, Shrivastava et al. 2017).
+
+Pure `nn.Module`s: no I/O, no optimiser, no device logic. Both take (B, C, H, W) float
+images scaled to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+ALLOWED_CHANNELS = (1, 3)
+"""Image channel counts the product handles (grayscale and RGB)."""
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    """Shape of the refiner: `width` feature maps, `blocks` ResNet blocks, `kernel` x `kernel` convs.
+
+    The paper's eye refiner is width 64, 4 blocks, kernel 3; its hand-pose refiner uses kernel 7, 10 blocks.
+    """
+
+    channels: int
+    width: int = 64
+    blocks: int = 4
+    kernel: int = 3
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Feature maps of D's four hidden convs; the paper's are 96, 64, 32, 32."""
+
+    channels: int
+    widths: tuple[int, int, int, int] = (96, 64, 32, 32)
+
+
+def _check_channels(channels: int) -> None:
+    if channels not in ALLOWED_CHANNELS:
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _same_conv(channels_in: int, channels_out: int, kernel: int) -> nn.Conv2d:
+    # Replicate (edge) padding: zero padding reads the border as black, and the refiner learns
+    # to paint a frame around its output. Edge padding works for any size, even a 1x1 image.
+    return nn.Conv2d(channels_in, channels_out, kernel, padding=kernel // 2, padding_mode="replicate")
+
+
+class ResnetBlock(nn.Module):
+    """conv-ReLU-conv, add the input, ReLU; same padding keeps (B, width, H, W)."""
+
+    def __init__(self, width: int, kernel: int) -> None:
+        super().__init__()
+        self.conv1 = _same_conv(width, width, kernel)
+        self.conv2 = _same_conv(width, width, kernel)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(x + self.conv2(self.relu(self.conv1(x))))
+
+
+class Refiner(nn.Module):
+    """Fully convolutional, no stride or pooling: refines any size and keeps geometry pixel for pixel."""
+
+    def __init__(self, cfg: RefinerConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.stem = nn.Sequential(_same_conv(cfg.channels, cfg.width, cfg.kernel), nn.ReLU())
+        self.blocks = nn.Sequential(*(ResnetBlock(cfg.width, cfg.kernel) for _ in range(cfg.blocks)))
+        self.head = nn.Conv2d(cfg.width, cfg.channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (B, C, H, W) in [-1, 1] -> (B, C, H, W) in (-1, 1)
+        return self.head(self.blocks(self.stem(x))).tanh()
+
+
+class Discriminator(nn.Module):
+    """The paper's local D, with padding 1 on every 3x3 conv and on the max-pool.
+
+    The paper's layers without padding shrink a 55x35 eye to a 4x9 map and cannot take an
+    8x8 image at all. With padding each stride-2 conv maps H to ceil(H / 2), so the output is
+    (ceil(H / 4), ceil(W / 4)): at least 1x1 for any input, 9x14 for 55x35. The receptive field
+    of one output stays 23x23 pixels, the paper's local patch.
+    """
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        w1, w2, w3, w4 = cfg.widths
+        self.layers = nn.Sequential(
+            nn.Conv2d(cfg.channels, w1, 3, stride=2, padding=1),  # (B, w1, ceil(H/2), ceil(W/2))
+            nn.ReLU(),
+            nn.Conv2d(w1, w2, 3, stride=2, padding=1),  # (B, w2, ceil(H/4), ceil(W/4))
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=1, padding=1),
+            nn.Conv2d(w2, w3, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(w3, w4, 1),
+            nn.ReLU(),
+            nn.Conv2d(w4, 2, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (B, C, H, W) -> (B, 2, h, w) per-patch logits; class 1 = refined, class 0 = real
+        return self.layers(x)
+
+
+def build_refiner(cfg: RefinerConfig) -> Refiner:
+    _check_channels(cfg.channels)
+    _check_positive(width=cfg.width, blocks=cfg.blocks, kernel=cfg.kernel)
+    if cfg.kernel % 2 == 0:
+        raise ValueError(f"kernel must be odd so that same padding keeps the image size, got {cfg.kernel}")
+    return Refiner(cfg)
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> Discriminator:
+    _check_channels(cfg.channels)
+    if len(cfg.widths) != 4:
+        raise ValueError(f"widths must list the 4 hidden convs' feature maps, got {cfg.widths!r}")
+    _check_positive(**{f"widths[{i}]": w for i, w in enumerate(cfg.widths)})
+    return Discriminator(cfg)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
