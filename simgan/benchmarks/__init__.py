@@ -1,0 +1,1 @@
+"""Benchmarks behind `simgan bench <name>`; each writes bench/results/<name>.json and <name>.md."""
