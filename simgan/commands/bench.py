@@ -1,0 +1,297 @@
+"""`simgan bench <name> ...`: benchmarks that write bench/results/<name>.json and <name>.md.
+
+- `quality`: does refinement help? On the built-in eye simulator at several domain-gap strengths and
+  seeds: train a refiner, then measure downstream gap closure, realism, kernel distance and label
+  preservation (trainer/evaluate.py) for synthetic-only, refined and real-labeled (oracle) data.
+
+Each benchmark is a (register, run) pair in BENCHES; `register` adds its subcommand's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path("bench/results")
+
+QUALITY_CONFIG = {
+    "steps": "300",
+    "pretrain_refiner_steps": "100",
+    "pretrain_discriminator_steps": "50",
+    "checkpoint_every": "100",
+    "device": "cpu",
+}
+"""Short CPU training for the quality bench (everything else: the TrainConfig defaults)."""
+
+FIGURES = (
+    ("downstream", "error_synthetic"),
+    ("downstream", "error_refined"),
+    ("downstream", "error_real"),
+    ("downstream", "gap_closed"),
+    ("realism", "accuracy_real_vs_synthetic"),
+    ("realism", "accuracy_real_vs_refined"),
+    ("realism", "accuracy_real_vs_real"),
+    ("realism", "kid_synthetic_vs_real"),
+    ("realism", "kid_refined_vs_real"),
+    ("realism", "kid_real_vs_real"),
+    ("labels", "oracle_error_synthetic"),
+    ("labels", "oracle_error_refined"),
+    ("labels", "oracle_error_real"),
+)
+
+
+def _numbers(text: str, kind: Callable[[str], Any]) -> list[Any]:
+    return [kind(part) for part in text.split(",") if part.strip()]
+
+
+def register_quality(benches: argparse._SubParsersAction) -> None:
+    parser = benches.add_parser(
+        "quality", help="gap closure, realism and label preservation on the simulator"
+    )
+    parser.add_argument(
+        "--gaps", default="0.5,1.0", help="domain-gap strengths of the simulator's real domain"
+    )
+    parser.add_argument("--seeds", default="0,1,2", help="one full run (data, training, evaluation) per seed")
+    parser.add_argument("--synthetic", type=int, default=1000, help="synthetic images per run")
+    parser.add_argument("--real", type=int, default=1000, help="unlabeled real images per run")
+    parser.add_argument("--labeled", type=int, default=1000, help="labeled real images (evaluation only)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config overrides",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once, each in its own process")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per run (0: torch's default; 1 is fastest on a shared CPU)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for quality.json and quality.md")
+    parser.add_argument("--name", default="quality", help="file name stem of the results")
+    parser.set_defaults(run=run_quality)
+
+
+def spread(values: list[float | None]) -> dict[str, Any]:
+    """median, min, max, mean and std of the known values (None: undefined in that run)."""
+    known = [float(v) for v in values if v is not None]
+    if not known:
+        return {"median": None, "min": None, "max": None, "mean": None, "std": None, "n": 0}
+    return {
+        "median": statistics.median(known),
+        "min": min(known),
+        "max": max(known),
+        "mean": statistics.fmean(known),
+        "std": statistics.pstdev(known),
+        "n": len(known),
+    }
+
+
+def _progress(label: str, history: list[dict[str, float]]) -> Callable[[Any], None]:
+    """A log line on stderr every 10% of the training steps; losses into `history` every 1%."""
+
+    def report(p: Any) -> None:
+        if p.step % max(1, p.total_steps // 100) == 0:
+            history.append({"step": float(p.step), **p.losses})
+        if p.step == p.total_steps or p.step % max(1, p.total_steps // 10) == 0:
+            losses = " ".join(f"{k}={v:.3f}" for k, v in sorted(p.losses.items()))
+            print(f"{label}: step {p.step}/{p.total_steps} {p.phase} {losses}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict[str, str]) -> dict[str, Any]:
+    """Simulate, train, publish into a scratch registry, evaluate; the run's figures."""
+    import torch
+
+    from models import Registry
+    from trainer.artifacts import loss_curves, sample_grid
+    from trainer.config import TrainConfig
+    from trainer.evaluate import evaluate, published_refiner
+    from trainer.selection import CheckpointSelector
+    from trainer.simulators import simulate
+    from trainer.training import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    # Distinct scene streams for the three sets, so no real image re-renders a synthetic scene.
+    synthetic = simulate("eyes", args.synthetic, "synthetic", seed=100 * seed + 1, gap=gap)
+    real = simulate("eyes", args.real, "real", seed=100 * seed + 2, gap=gap)
+    labeled = simulate("eyes", args.labeled, "real", seed=100 * seed + 3, gap=gap)
+    config = TrainConfig.from_overrides({**overrides, "seed": str(seed)})
+    with tempfile.TemporaryDirectory(prefix="simgan-bench-") as tmp:
+        registry = Registry(Path(tmp) / "models")
+        history: list[dict[str, float]] = []
+        started = time.perf_counter()
+        result = train(
+            config,
+            synthetic.images,
+            real.images,
+            registry=registry,
+            workdir=Path(tmp) / "run",
+            progress=_progress(f"gap {gap} seed {seed}", history),
+            selector=CheckpointSelector(synthetic.images, real.images, seed=seed),
+        )
+        train_seconds = time.perf_counter() - started
+        assert result.version is not None
+        selection = registry.get(result.version).selection
+        metrics = evaluate(result.version, synthetic, real.images, labeled, seed=seed, registry=registry)
+        if seed == _numbers(args.seeds, int)[0]:  # pictures of the first seed's run, for the README
+            refine = published_refiner(result.version, registry)[1]
+            stem = args.out / f"{args.name}_gap{gap:g}"
+            args.out.mkdir(parents=True, exist_ok=True)
+            stem.with_name(stem.name + "_samples.png").write_bytes(
+                sample_grid(synthetic.images[:8], refine(synthetic.images[:8]), real.images[:8])
+            )
+            stem.with_name(stem.name + "_losses.png").write_bytes(loss_curves(history))
+    closed = metrics["downstream"]["gap_closed"]
+    print(f"gap {gap} seed {seed}: gap closed {closed}", file=sys.stderr, flush=True)
+    return {
+        "gap": gap,
+        "seed": seed,
+        "train_seconds": round(train_seconds, 1),
+        "selected_step": selection.get("step"),
+        **metrics,
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"{group}.{name}": spread([r.get(group, {}).get(name) for r in runs]) for group, name in FIGURES}
+
+
+def _cell(figure: dict[str, Any], digits: int = 3) -> str:
+    if figure["median"] is None:
+        return "n/a"
+    return f"{figure['median']:.{digits}f} [{figure['min']:.{digits}f}, {figure['max']:.{digits}f}]"
+
+
+ROWS = (("synthetic", "synthetic", "synthetic"), ("refined", "refined", "refined"))
+ROWS += (("real-labeled (oracle)", "real", "real"),)
+"""Table rows: label, suffix of the downstream/realism figures, suffix of the oracle's label error."""
+
+
+def _row(label: str, s: dict[str, Any], key: str, oracle: str) -> str:
+    cells = [
+        _cell(s[f"downstream.error_{key}"]),
+        _cell(s[f"realism.accuracy_real_vs_{key}"]),
+        _cell(s[f"realism.kid_{key}_vs_real"], 4),
+        _cell(s[f"labels.oracle_error_{oracle}"]),
+    ]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def quality_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Quality: does refinement help? (`simgan bench quality`)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Wall time: {report['seconds']:.0f} s on {report['machine']}; seeds {report['seeds']}; "
+        f"images per run: {report['counts']}.  ",
+        f"Training config (overrides of the defaults): `{json.dumps(report['overrides'])}`",
+        "",
+        "Each cell: median [min, max] over the seeds. Downstream error: a gaze (pitch, yaw) regressor",
+        "trained on X, tested on held-out labeled real images (mean Euclidean error, degrees). Realism:",
+        "held-out balanced accuracy of a fresh real-vs-X classifier (0.5 = indistinguishable). KID: unbiased",
+        "MMD^2 (cubic kernel) to real images on features of a classifier trained here. Oracle label error:",
+        "the real-trained regressor's error on X against X's labels (synthetic labels for refined images).",
+    ]
+    for setting in report["settings"]:
+        s = setting["summary"]
+        lines += [
+            "",
+            f"## Gap {setting['gap']}: gap closed {_cell(setting['gap_closed'], 2)}",
+            "",
+            "| data (X) | downstream error | realism accuracy | KID to real | oracle label error |",
+            "| --- | --- | --- | --- | --- |",
+            *(_row(label, s, key, oracle) for label, key, oracle in ROWS),
+            "",
+            "Per seed: "
+            + "; ".join(
+                f"seed {r['seed']}: gap closed "
+                + (
+                    f"{r['downstream']['gap_closed']:.2f}"
+                    if r["downstream"]["gap_closed"] is not None
+                    else "n/a"
+                )
+                + f", step {r['selected_step']}, train {r['train_seconds']:.0f} s, eval {r['seconds']:.0f} s"
+                for r in setting["runs"]
+            ),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def quality_command(args: argparse.Namespace) -> str:
+    """The command line that repeats this run exactly (every option spelled out)."""
+    parts = ["simgan", "bench", "quality", "--gaps", args.gaps, "--seeds", args.seeds]
+    parts += ["--synthetic", str(args.synthetic), "--real", str(args.real), "--labeled", str(args.labeled)]
+    parts += ["--jobs", str(args.jobs), "--threads", str(args.threads)]
+    if args.config:
+        parts += ["--config", *args.config]
+    return shlex.join(parts)
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    import platform
+
+    from simgan.commands.train import parse_overrides
+
+    overrides = {**QUALITY_CONFIG, **parse_overrides(args.config)}
+    gaps, seeds = _numbers(args.gaps, float), _numbers(args.seeds, int)
+    started = time.perf_counter()
+    grid = [(gap, seed) for gap in gaps for seed in seeds]
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter per run, no torch state inherited through fork.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            done = list(
+                pool.map(quality_run, *zip(*grid, strict=True), [args] * len(grid), [overrides] * len(grid))
+            )
+    else:
+        done = [quality_run(gap, seed, args, overrides) for gap, seed in grid]
+    settings = []
+    for gap in gaps:
+        runs = [r for r in done if r["gap"] == gap]
+        summary = summarize(runs)
+        settings.append(
+            {"gap": gap, "gap_closed": summary["downstream.gap_closed"], "summary": summary, "runs": runs}
+        )
+    report = {
+        "command": quality_command(args),
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+        "seeds": seeds,
+        "counts": {"synthetic": args.synthetic, "real": args.real, "labeled": args.labeled},
+        "overrides": overrides,
+        "settings": settings,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    (args.out / f"{args.name}.md").write_text(quality_markdown(report))
+    print(quality_markdown(report))
+    return 0
+
+
+BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {"quality": register_quality}
+"""Benchmark name -> function adding its subcommand (which sets `run`)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks that write bench/results/<name>.json and .md")
+    benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    for add in BENCHES.values():
+        add(benches)

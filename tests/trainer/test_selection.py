@@ -1,0 +1,80 @@
+"""Checkpoint selection: the most real-looking refiner that stays close to its input wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import Registry
+from tests.factories import publish_tiny_refiner, shift_refiner, uniform_images
+from trainer.evaluate import onnx_refiner
+from trainer.selection import CheckpointSelector, pixel_w1, refine_with_module
+from trainer.tasks import Budget
+
+FAST = Budget(steps=40, batch_size=32)
+
+
+@pytest.fixture
+def selector() -> CheckpointSelector:
+    # Real images are the synthetic ones 40 grey levels brighter.
+    synthetic = uniform_images(128, 0, 120, seed=1)
+    real = uniform_images(128, 40, 160, seed=2)
+    return CheckpointSelector(synthetic, real, seed=0, probe_size=64, budget=FAST)
+
+
+def test_pixel_distance_is_zero_for_one_set_and_the_shift_for_a_shifted_one() -> None:
+    images = uniform_images(32, 0, 100)
+    assert pixel_w1(images, images) == 0.0
+    assert pixel_w1(images, images + 20) == pytest.approx(20 / 127.5)
+
+
+def test_selector_keeps_the_refiner_that_makes_images_look_real(selector: CheckpointSelector) -> None:
+    assert selector.consider(100, shift_refiner(0.0))
+    assert selector.consider(200, shift_refiner(40.0))
+    assert not selector.consider(300, shift_refiner(10.0))
+    summary = selector.summary()
+    assert summary["step"] == 200
+    assert summary["why"].startswith("most real-looking")
+    assert summary["realism"] < 0.75
+    assert [c["step"] for c in summary["candidates"]] == [100, 200, 300]
+    assert selector.best_state is not None
+    assert selector.best_state["offset"].item() == pytest.approx(40 / 127.5)
+
+
+def test_selector_refuses_a_refiner_that_moves_pixels_too_far(selector: CheckpointSelector) -> None:
+    selector.consider(100, shift_refiner(0.0))
+    assert not selector.consider(200, shift_refiner(200.0))
+    assert selector.candidates[-1].eligible is False
+    assert selector.summary()["step"] == 100
+
+
+def test_selector_state_round_trips_for_a_resumed_run(selector: CheckpointSelector) -> None:
+    selector.consider(100, shift_refiner(0.0))
+    selector.consider(200, shift_refiner(40.0))
+    resumed = CheckpointSelector(
+        uniform_images(128, 0, 120, seed=1),
+        uniform_images(128, 40, 160, seed=2),
+        seed=0,
+        probe_size=64,
+        budget=FAST,
+    )
+    resumed.load_state_dict(selector.state_dict())
+    assert resumed.summary() == selector.summary()
+    assert resumed.consider(300, shift_refiner(40.0)) is False
+
+
+def test_torch_refining_matches_the_published_onnx_model(tmp_path: Path) -> None:
+    import torch
+
+    from trainer.networks import RefinerConfig, build_refiner
+
+    registry = Registry(tmp_path)
+    card = publish_tiny_refiner(registry, seed=5)
+    torch.manual_seed(5)
+    refiner = build_refiner(RefinerConfig(channels=1, width=8, blocks=1))
+    images = uniform_images(6, 0, 256, height=35, width=55)
+    served = onnx_refiner(str(registry.onnx_path(card.version)))(images)
+    ours = refine_with_module(refiner, images)
+    assert np.abs(served.astype(int) - ours.astype(int)).max() <= 1
