@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from simgan.benchmarks import refine
+from simgan.benchmarks.stats import cell, spread
 
 RESULTS = Path("bench/results")
 
@@ -81,21 +83,6 @@ def register_quality(benches: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for quality.json and quality.md")
     parser.add_argument("--name", default="quality", help="file name stem of the results")
     parser.set_defaults(run=run_quality)
-
-
-def spread(values: list[float | None]) -> dict[str, Any]:
-    """median, min, max, mean and std of the known values (None: undefined in that run)."""
-    known = [float(v) for v in values if v is not None]
-    if not known:
-        return {"median": None, "min": None, "max": None, "mean": None, "std": None, "n": 0}
-    return {
-        "median": statistics.median(known),
-        "min": min(known),
-        "max": max(known),
-        "mean": statistics.fmean(known),
-        "std": statistics.pstdev(known),
-        "n": len(known),
-    }
 
 
 def _progress(label: str, history: list[dict[str, float]]) -> Callable[[Any], None]:
@@ -171,12 +158,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {f"{group}.{name}": spread([r.get(group, {}).get(name) for r in runs]) for group, name in FIGURES}
 
 
-def _cell(figure: dict[str, Any], digits: int = 3) -> str:
-    if figure["median"] is None:
-        return "n/a"
-    return f"{figure['median']:.{digits}f} [{figure['min']:.{digits}f}, {figure['max']:.{digits}f}]"
-
-
 ROWS = (("synthetic", "synthetic", "synthetic"), ("refined", "refined", "refined"))
 ROWS += (("real-labeled (oracle)", "real", "real"),)
 """Table rows: label, suffix of the downstream/realism figures, suffix of the oracle's label error."""
@@ -184,10 +165,10 @@ ROWS += (("real-labeled (oracle)", "real", "real"),)
 
 def _row(label: str, s: dict[str, Any], key: str, oracle: str) -> str:
     cells = [
-        _cell(s[f"downstream.error_{key}"]),
-        _cell(s[f"realism.accuracy_real_vs_{key}"]),
-        _cell(s[f"realism.kid_{key}_vs_real"], 4),
-        _cell(s[f"labels.oracle_error_{oracle}"]),
+        cell(s[f"downstream.error_{key}"]),
+        cell(s[f"realism.accuracy_real_vs_{key}"]),
+        cell(s[f"realism.kid_{key}_vs_real"], 4),
+        cell(s[f"labels.oracle_error_{oracle}"]),
     ]
     return f"| {label} | " + " | ".join(cells) + " |"
 
@@ -211,7 +192,7 @@ def quality_markdown(report: dict[str, Any]) -> str:
         s = setting["summary"]
         lines += [
             "",
-            f"## Gap {setting['gap']}: gap closed {_cell(setting['gap_closed'], 2)}",
+            f"## Gap {setting['gap']}: gap closed {cell(setting['gap_closed'], 2)}",
             "",
             "| data (X) | downstream error | realism accuracy | KID to real | oracle label error |",
             "| --- | --- | --- | --- | --- |",
@@ -286,7 +267,10 @@ def run_quality(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {"quality": register_quality}
+BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "quality": register_quality,
+    "refine": refine.register,
+}
 """Benchmark name -> function adding its subcommand (which sets `run`)."""
 
 
