@@ -15,7 +15,9 @@ the next number.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,12 +25,15 @@ import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from models.card import ModelCard
 
 ONNX_NAME = "model.onnx"
 CARD_NAME = "card.json"
 ACTIVE_NAME = "ACTIVE"
+METRICS_NAME = "metrics.json"
+"""Evaluations recorded after publication, beside the immutable card: {"evaluations": [record, ...]}."""
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 """The default refiner shipped in the repository; seeded into an empty registry."""
 
@@ -121,8 +126,33 @@ class Registry:
         return version
 
     def get(self, version: str) -> ModelCard:
+        """The card; evaluations recorded later (`add_metrics`) show under metrics["evaluations"]."""
         resolved = self.resolve(version)
-        return ModelCard.from_json((self.root / resolved / CARD_NAME).read_text())
+        card = ModelCard.from_json((self.root / resolved / CARD_NAME).read_text())
+        recorded = self.root / resolved / METRICS_NAME
+        if recorded.is_file():
+            evaluations = json.loads(recorded.read_text())["evaluations"]
+            card = replace(
+                card, metrics={**card.metrics, "latest": evaluations[-1], "evaluations": evaluations}
+            )
+        return card
+
+    def add_metrics(self, version: str, record: dict[str, Any]) -> ModelCard:
+        """Append an evaluation to `version`'s metrics.json; the card and the ONNX file stay untouched.
+
+        The card is immutable (its sha256 pins the model), so evaluations made after publishing live
+        beside it. A lock keeps two evaluations that finish at once from losing one.
+        """
+        resolved = self.resolve(version)
+        path = self.root / resolved / METRICS_NAME
+        with (self.root / resolved / ".metrics.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            evaluations = json.loads(path.read_text())["evaluations"] if path.is_file() else []
+            evaluations.append({"recorded_at": datetime.now(UTC).isoformat(timespec="seconds"), **record})
+            tmp = path.with_name(f".{METRICS_NAME}.tmp-{os.getpid()}")
+            _write_synced(tmp, json.dumps({"evaluations": evaluations}, indent=2, allow_nan=False).encode())
+            os.replace(tmp, path)
+        return self.get(resolved)
 
     def onnx_path(self, version: str) -> Path:
         return self.root / self.resolve(version) / ONNX_NAME

@@ -59,15 +59,6 @@ def dataset_path(value: str, data_root: Path) -> Path:
     raise FileNotFoundError(f"{value}: no such dataset file, directory, or stored dataset id in {data_root}")
 
 
-def record(registry: Any, version: str, metrics: dict[str, Any], sources: dict[str, str]) -> bool:
-    """Store an evaluation beside the model's card; False when this registry cannot store metrics."""
-    add = getattr(registry, "add_metrics", None)
-    if add is None:
-        return False
-    add(version, {**metrics, "datasets": sources})
-    return True
-
-
 def summary(metrics: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"model {metrics.get('model')}  ({metrics['seconds']:.0f} s, seed {metrics['seed']})"]
@@ -133,6 +124,6 @@ def run(args: argparse.Namespace) -> int:
     print(summary(metrics))
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2, allow_nan=False))
-    if not args.no_record and not record(registry, metrics["model"], metrics, sources):
-        print("note: this registry cannot store metrics yet; use --json to keep them", file=sys.stderr)
+    if not args.no_record:
+        registry.add_metrics(metrics["model"], {**metrics, "datasets": sources})
     return 0

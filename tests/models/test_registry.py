@@ -151,3 +151,17 @@ def test_registry_module_imports_neither_torch_nor_fastapi() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     )
     assert out.stdout.strip() == "False"
+
+
+def test_evaluations_recorded_after_publishing_show_in_the_card_without_changing_it(
+    tmp_path: Path, onnx_file: Path
+) -> None:
+    registry = Registry(tmp_path)
+    card = registry.publish(onnx_file, make_card(metrics={"at_publish": 1}))
+    registry.add_metrics(card.version, {"gap_closed": 0.4})
+    shown = registry.add_metrics(card.version, {"gap_closed": 0.6})
+    assert shown.metrics["at_publish"] == 1
+    assert [e["gap_closed"] for e in shown.metrics["evaluations"]] == [0.4, 0.6]
+    assert shown.metrics["latest"]["gap_closed"] == 0.6
+    assert registry.verify(card.version).onnx_sha256 == card.onnx_sha256
+    assert json.loads((tmp_path / card.version / "card.json").read_text())["metrics"] == {"at_publish": 1}
