@@ -173,6 +173,16 @@ def _row(label: str, s: dict[str, Any], key: str, oracle: str) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+def _seed_line(run: dict[str, Any]) -> str:
+    closed = run["downstream"]["gap_closed"]
+    return (
+        f"seed {run['seed']}: gap closed "
+        + (f"{closed:.2f}" if closed is not None else "n/a")
+        + f", published step {run['selected_step']}, train {run['train_seconds']:.0f} s"
+        + f", evaluation {run['seconds']:.0f} s"
+    )
+
+
 def quality_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Quality: does refinement help? (`simgan bench quality`)",
@@ -180,7 +190,8 @@ def quality_markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`  ",
         f"Wall time: {report['seconds']:.0f} s on {report['machine']}; seeds {report['seeds']}; "
         f"images per run: {report['counts']}.  ",
-        f"Training config (overrides of the defaults): `{json.dumps(report['overrides'])}`",
+        f"Training config (overrides of the defaults): `{json.dumps(report['overrides'])}`; the published "
+        f"checkpoint is chosen by `{report['selection']}` (trainer/selection.py).",
         "",
         "Each cell: median [min, max] over the seeds. Downstream error: a gaze (pitch, yaw) regressor",
         "trained on X, tested on held-out labeled real images (mean Euclidean error, degrees). Realism:",
@@ -198,17 +209,7 @@ def quality_markdown(report: dict[str, Any]) -> str:
             "| --- | --- | --- | --- | --- |",
             *(_row(label, s, key, oracle) for label, key, oracle in ROWS),
             "",
-            "Per seed: "
-            + "; ".join(
-                f"seed {r['seed']}: gap closed "
-                + (
-                    f"{r['downstream']['gap_closed']:.2f}"
-                    if r["downstream"]["gap_closed"] is not None
-                    else "n/a"
-                )
-                + f", step {r['selected_step']}, train {r['train_seconds']:.0f} s, eval {r['seconds']:.0f} s"
-                for r in setting["runs"]
-            ),
+            "Per seed: " + "; ".join(_seed_line(r) for r in setting["runs"]),
         ]
     return "\n".join(lines) + "\n"
 
@@ -227,6 +228,7 @@ def run_quality(args: argparse.Namespace) -> int:
     import platform
 
     from simgan.commands.train import parse_overrides
+    from trainer.selection import CRITERION
 
     overrides = {**QUALITY_CONFIG, **parse_overrides(args.config)}
     gaps, seeds = _numbers(args.gaps, float), _numbers(args.seeds, int)
@@ -258,6 +260,7 @@ def run_quality(args: argparse.Namespace) -> int:
         "seeds": seeds,
         "counts": {"synthetic": args.synthetic, "real": args.real, "labeled": args.labeled},
         "overrides": overrides,
+        "selection": CRITERION,
         "settings": settings,
     }
     args.out.mkdir(parents=True, exist_ok=True)
