@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,23 @@ def _label(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.2e}"
 
 
+def _runs(
+    key: str,
+    xs: list[float],
+    history: Sequence[dict[str, float]],
+    at: Callable[[float, float], tuple[float, float]],
+) -> list[list[tuple[float, float]]]:
+    """Canvas points of `key`, split where it is missing (a loss not logged in some phase): no line
+    is drawn across a phase that did not have it."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, entry in zip(xs, history, strict=True):
+        if key in entry and math.isfinite(entry[key]):
+            runs[-1].append(at(x, entry[key]))
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
+
+
 def loss_curves(history: Sequence[dict[str, float]], *, size: tuple[int, int] = (720, 420)) -> bytes:
     """PNG line plot of every loss in `history` (one dict per logged step) against its `step`
     (the entry's index when there is none), with axes, ticks and a legend."""
@@ -101,11 +118,15 @@ def loss_curves(history: Sequence[dict[str, float]], *, size: tuple[int, int] = 
     y_lo, y_hi = (min(values), max(values)) if values else (0.0, 1.0)
     if y_hi - y_lo < 1e-12:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
+    margin = 0.04 * (y_hi - y_lo)  # keeps the extreme values off the frame
+    y_lo, y_hi = y_lo - margin, y_hi + margin
     width, height = size
-    left, right, top, bottom = 64, 150, 16, 40
     canvas = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font = _font(11)
+    # The legend column is as wide as the longest loss name.
+    left, top, bottom = 64, 16, 40
+    right = 44 + max(int(draw.textlength(key, font=font)) for key in keys)
 
     def at(x: float, y: float) -> tuple[float, float]:
         px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
@@ -124,17 +145,12 @@ def loss_curves(history: Sequence[dict[str, float]], *, size: tuple[int, int] = 
     draw.text(((left + width - right) / 2, height - 4), "step", fill=INK, font=font, anchor="mb")
     for index, key in enumerate(keys):
         colour = COLOURS[index % len(COLOURS)]
-        points = [
-            at(x, entry[key])
-            for x, entry in zip(xs, history, strict=True)
-            if key in entry and math.isfinite(entry[key])
-        ]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        elif points:
-            draw.ellipse(
-                [points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour
-            )
+        for points in _runs(key, xs, history, at):
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            else:
+                (px, py) = points[0]
+                draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
         legend_y = top + 6 + index * 16
         draw.line([(width - right + 10, legend_y), (width - right + 28, legend_y)], fill=colour, width=3)
         draw.text((width - right + 34, legend_y), key, fill=INK, font=font, anchor="lm")
