@@ -57,7 +57,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -65,7 +65,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def write_synced(path: Path, data: bytes) -> None:
     with path.open("wb") as f:
         f.write(data)
         f.flush()
@@ -150,7 +150,7 @@ class Registry:
             evaluations = json.loads(path.read_text())["evaluations"] if path.is_file() else []
             evaluations.append({"recorded_at": datetime.now(UTC).isoformat(timespec="seconds"), **record})
             tmp = path.with_name(f".{METRICS_NAME}.tmp-{os.getpid()}")
-            _write_synced(tmp, json.dumps({"evaluations": evaluations}, indent=2, allow_nan=False).encode())
+            write_synced(tmp, json.dumps({"evaluations": evaluations}, indent=2, allow_nan=False).encode())
             os.replace(tmp, path)
         return self.get(resolved)
 
@@ -191,15 +191,15 @@ class Registry:
                     onnx_sha256=digest,
                     created_at=card.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
                 )
-                _write_synced(staging / CARD_NAME, final.to_json().encode())
-                _fsync_dir(staging)
+                write_synced(staging / CARD_NAME, final.to_json().encode())
+                fsync_dir(staging)
                 try:
                     # Fails when the target exists and is not empty: someone else took this number.
                     os.rename(staging, self.root / version)
                 except OSError:
                     number += 1
                     continue
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 return final
         finally:
             if staging.exists():
@@ -214,7 +214,7 @@ class Registry:
             return None
         resolved = self.resolve(version)
         tmp = self.root / f".{ACTIVE_NAME}.tmp-{os.getpid()}"
-        _write_synced(tmp, resolved.encode())
+        write_synced(tmp, resolved.encode())
         os.replace(tmp, target)
         return resolved
 

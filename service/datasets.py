@@ -37,6 +37,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from models.registry import fsync_dir, write_synced
 from service.archives import (
     DatasetError,
     Limits,
@@ -191,7 +192,7 @@ class DatasetStore:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             images_sha = _write_npy(staging / IMAGES_NAME, images)
-            _write_synced(staging / ANNOTATIONS_NAME, jsonl)
+            write_synced(staging / ANNOTATIONS_NAME, jsonl)
             key = f"{kind}\n{images_sha}\n{hashlib.sha256(jsonl).hexdigest()}\n"
             dataset_id = hashlib.sha256(key.encode()).hexdigest()[:16]
             if (self.root / dataset_id / META_NAME).is_file():
@@ -209,15 +210,15 @@ class DatasetStore:
                 source=source,
                 has_annotations=has_annotations,
             )
-            _write_synced(staging / META_NAME, json.dumps(info.to_dict(), indent=2).encode())
-            _fsync_dir(staging)
+            write_synced(staging / META_NAME, json.dumps(info.to_dict(), indent=2).encode())
+            fsync_dir(staging)
             try:
                 os.rename(staging, self.root / dataset_id)
             except OSError:
                 if (self.root / dataset_id / META_NAME).is_file():  # the same content won a race
                     return self.get(dataset_id)
                 raise
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             return info
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -513,18 +514,3 @@ def _write_npy(path: Path, images: np.ndarray) -> str:
         file.flush()
         os.fsync(file.fileno())
     return writer.digest.hexdigest()
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with path.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -86,7 +86,7 @@ def test_a_crash_between_writing_the_onnx_file_and_the_card_leaves_no_visible_ve
     def crash(path: Path, data: bytes) -> None:
         raise KeyboardInterrupt("killed while writing the card")
 
-    monkeypatch.setattr("models.registry._write_synced", crash)
+    monkeypatch.setattr("models.registry.write_synced", crash)
     with pytest.raises(KeyboardInterrupt):
         registry.publish(onnx_file, make_card())
     assert registry.versions() == []
