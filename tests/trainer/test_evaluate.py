@@ -185,6 +185,9 @@ def test_evaluate_command_prints_and_writes_the_metrics(settings: Settings, tmp_
     metrics = json.loads(out.read_text())
     assert metrics["model"] == "v1"
     assert metrics["task"] == {"kind": "regression", "targets": ["gaze.pitch", "gaze.yaw"]}
+    recorded = Registry(settings.models_path).get("v1").metrics["latest"]
+    assert recorded["downstream"] == metrics["downstream"]
+    assert recorded["datasets"]["real_labeled"] == str(tmp_path / "labeled.npz")
 
 
 def test_evaluate_command_names_a_missing_dataset(settings: Settings, capsys: pytest.CaptureFixture) -> None:
