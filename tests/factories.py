@@ -252,3 +252,29 @@ def wait_until_up(process: Any, url: str, children: int, timeout: float = 90) ->
             pass
         time.sleep(0.2)
     raise AssertionError(f"simgan serve did not come up at {url} within {timeout} s")
+
+
+TINY = {
+    "batch_size": 4,
+    "history_size": 4,
+    "refiner_channels": 4,
+    "refiner_blocks": 1,
+    "pretrain_refiner_steps": 1,
+    "pretrain_discriminator_steps": 1,
+    "steps": 4,
+    "checkpoint_every": 100,
+    "device": "cpu",
+}
+"""Trainer unit tests: 6 CPU steps of a 4-wide, 1-block refiner; no periodic checkpoint unless asked."""
+
+
+def tiny_config(**overrides: object) -> Any:
+    """TINY with `overrides`, as a TrainConfig (trainer.config is torch-free)."""
+    from trainer.config import TrainConfig
+
+    return TrainConfig.from_overrides({**TINY, **overrides})
+
+
+def tiny_images(seed: int, count: int = 16, channels: int = 1) -> np.ndarray:
+    """Random uint8 (count, 12, 16, channels) images."""
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 12, 16, channels), dtype=np.uint8)

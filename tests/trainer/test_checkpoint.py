@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from models import Registry
+from tests.factories import tiny_config, tiny_images
 from trainer.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -16,36 +16,8 @@ from trainer.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from trainer.config import TrainConfig
 from trainer.export import export_checkpoint
 from trainer.training import TrainResult, train
-
-TINY = {
-    "batch_size": 4,
-    "history_size": 4,
-    "refiner_channels": 4,
-    "refiner_blocks": 1,
-    "pretrain_refiner_steps": 1,
-    "pretrain_discriminator_steps": 1,
-    "steps": 4,
-    "device": "cpu",
-}
-
-
-def tiny_config() -> TrainConfig:
-    return TrainConfig.from_overrides(TINY)
-
-
-def tiny_images(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(16, 12, 16, 1), dtype=np.uint8)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stopped_run(tmp_path: Path, after: int = 3) -> TrainResult:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +13,12 @@ import torch
 from models import Registry
 from service.config import Settings
 from simgan.cli import main
+from tests.factories import TINY, tiny_config, tiny_images
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataError, load_images
 from trainer.networks import RefinerConfig, build_refiner
 from trainer.training import PHASES, Progress, TrainingError, TrainResult, train
-
-TINY = {
-    "batch_size": 4,
-    "history_size": 4,
-    "refiner_channels": 4,
-    "refiner_blocks": 1,
-    "pretrain_refiner_steps": 1,
-    "pretrain_discriminator_steps": 1,
-    "steps": 4,
-    "checkpoint_every": 100,
-    "device": "cpu",
-}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    # Tiny networks run several times faster on one thread than on two contended ones.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_config(**overrides: object) -> TrainConfig:
-    return TrainConfig.from_overrides({**TINY, **overrides})
-
-
-def tiny_images(seed: int, count: int = 16, channels: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(count, 12, 16, channels), dtype=np.uint8)
 
 
 def _train(tmp_path: Path, config: TrainConfig, **kwargs: Any) -> TrainResult:
