@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+ARTIFACTS_DIR = "artifacts"
+"""Subdirectory of a run's workdir (SIMGAN_HOME/jobs/<id>/ for a job) that holds its pictures."""
 SAMPLES_NAME = "samples.png"
 CURVES_NAME = "loss_curves.png"
 BACKGROUND = (255, 255, 255)
@@ -61,7 +63,10 @@ def sample_grid(
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
             raise ValueError(f"{name}: expected uint8 (N, H, W, C) images, got {images.dtype}{images.shape}")
     rows = min(rows, *(len(images) for _, images in columns))
-    height, width = synthetic.shape[1] * scale, synthetic.shape[2] * scale
+    # Real images may have another size than synthetic ones (D is fully convolutional): size the
+    # cells for the largest.
+    height = max(images.shape[1] for _, images in columns) * scale
+    width = max(images.shape[2] for _, images in columns) * scale
     pad, header = 4, 20
     canvas = Image.new("RGB", (3 * width + 4 * pad, header + rows * (height + pad) + pad), BACKGROUND)
     draw = ImageDraw.Draw(canvas)

@@ -7,6 +7,7 @@ one step is one iteration of Algorithm 1: `kg` refiner updates, then `kd` D upda
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import random
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from models import Registry
+from trainer.artifacts import ARTIFACTS_DIR, write_artifacts
 from trainer.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DeviceImages, as_nhwc
@@ -28,8 +30,13 @@ from trainer.device import autocast, prepare_module, resolve_device
 from trainer.history import ImageHistory
 from trainer.losses import REAL, REFINED, local_adversarial_loss, patch_accuracy, self_regularization_loss
 from trainer.networks import DiscriminatorConfig, RefinerConfig, build_discriminator, build_refiner
+from trainer.selection import refine_with_module
 
 PHASES = ("pretrain_refiner", "pretrain_discriminator", "adversarial")
+LOSS_LOG_POINTS = 200
+"""About this many logged points per run make the loss curves (one every total_steps // 200 steps)."""
+ARTIFACT_SAMPLES = 8
+"""Rows of the sample grid written with every checkpoint."""
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "device", "evaluate")
 """Config keys a resumed run may change; any other change would not continue the same run."""
 
@@ -69,6 +76,7 @@ class TrainResult:
     step: int
     checkpoint: Path
     final_losses: dict[str, float]
+    artifacts: dict[str, Path]  # name -> file (sample grid, loss curves) in workdir/artifacts
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -111,11 +119,17 @@ class SimGAN:
         self.history = ImageHistory(config.history_size, self.synthetic.shape, device)
         self.step = 0
         self.losses: dict[str, float] = {}
+        # [{"step": s, loss name: value, ...}] every `log_every` steps: the loss curves' data.
+        self.loss_log: list[dict[str, float]] = []
 
     @property
     def total_steps(self) -> int:
         c = self.config
         return c.pretrain_refiner_steps + c.pretrain_discriminator_steps + c.steps
+
+    @property
+    def log_every(self) -> int:
+        return max(1, self.total_steps // LOSS_LOG_POINTS)
 
     def phase(self, step: int) -> str:
         """The phase that step number `step` (1-based) belongs to."""
@@ -190,6 +204,8 @@ class SimGAN:
             losses = {k: float(np.mean([r[k] for r in runs if k in r])) for r in runs for k in r}
         self.step += 1
         self.losses = losses
+        if self.step % self.log_every == 0 or self.step == self.total_steps:
+            self.loss_log.append({"step": float(self.step), **losses})
         return losses
 
     def state_dict(self) -> dict[str, Any]:
@@ -204,6 +220,7 @@ class SimGAN:
             "step": self.step,
             "phase": self.phase(max(self.step, 1)),
             "losses": self.losses,
+            "loss_log": self.loss_log,
             "rng": capture_rng(self.generator),
         }
 
@@ -215,6 +232,7 @@ class SimGAN:
         self.history.load_state_dict(state["history"])
         self.step = state["step"]
         self.losses = dict(state["losses"])
+        self.loss_log = list(state.get("loss_log", []))
         restore_rng(state["rng"], self.generator)
 
 
@@ -262,7 +280,9 @@ def train(
     Writes workdir/checkpoint.pt every `checkpoint_every` steps, when `should_stop()` turns true
     (then returns with version None), and at the end, when it exports that checkpoint and
     publishes it: the last refiner, or the one `selector` chose among the checkpoints.
-    `on_checkpoint(run, path)` is called after every checkpoint is written.
+    `on_checkpoint(run, path)` is called after every checkpoint is written. With every checkpoint
+    the pictures in workdir/artifacts (trainer/artifacts.py) are redrawn, so a long run can be
+    watched; the last ones show the published refiner.
     """
     synthetic, real = as_nhwc(synthetic, "synthetic images"), as_nhwc(real, "real images")
     if synthetic.shape[-1] != real.shape[-1]:
@@ -273,6 +293,8 @@ def train(
     device = resolve_device(config.device)
     run = SimGAN(config, synthetic, real, device)
     checkpoint = Path(workdir) / CHECKPOINT_NAME
+    # Fixed rows for the sample grid, so pictures of successive checkpoints compare like for like.
+    samples = synthetic[:ARTIFACT_SAMPLES], real[:ARTIFACT_SAMPLES]
     datasets = datasets if datasets is not None else describe_datasets(synthetic, real)
     if resume is not None:
         # On the CPU: RNG states must be CPU tensors; modules and optimisers move their own.
@@ -282,7 +304,7 @@ def train(
         if selector is not None and "selector" in state:
             selector.load_state_dict(state["selector"])
 
-    def save(scheduled: bool = True) -> None:
+    def save(scheduled: bool = True) -> dict[str, Path]:
         extra: dict[str, Any] = {"datasets": datasets}
         if selector is not None:
             if scheduled:  # a stop is not a checkpoint of the schedule: resuming must not score twice
@@ -293,14 +315,20 @@ def train(
                 selection=selector.summary(),
             )
         save_checkpoint(checkpoint, {**run.state_dict(), **extra})
+        paths = pictures(run.refiner)
         if on_checkpoint is not None:
             on_checkpoint(run, checkpoint)
+        return paths
+
+    def pictures(refiner: nn.Module) -> dict[str, Path]:
+        refined = refine_with_module(refiner, samples[0])  # (8, H, W, C) uint8, as the ONNX graph rounds
+        return write_artifacts(Path(workdir) / ARTIFACTS_DIR, samples[0], refined, samples[1], run.loss_log)
 
     total, first_step, started = run.total_steps, run.step, time.perf_counter()
     while run.step < total:
         if should_stop is not None and should_stop():
-            save(scheduled=False)
-            return TrainResult(None, True, run.step, checkpoint, run.losses)
+            paths = save(scheduled=False)
+            return TrainResult(None, True, run.step, checkpoint, run.losses, paths)
         losses = run.train_step()
         if not all(math.isfinite(v) for v in losses.values()):
             raise TrainingError(
@@ -316,4 +344,8 @@ def train(
     from trainer.export import export_checkpoint
 
     card = export_checkpoint(checkpoint, registry)
-    return TrainResult(card.version, False, run.step, checkpoint, run.losses)
+    published = run.refiner
+    if selector is not None and selector.best_state is not None:
+        published = copy.deepcopy(run.refiner)
+        published.load_state_dict(selector.best_state)
+    return TrainResult(card.version, False, run.step, checkpoint, run.losses, pictures(published))

@@ -38,7 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from a checkpoint")
     parser.add_argument(
-        "--workdir", type=Path, help="where checkpoints go (default: SIMGAN_HOME/runs/train-<time>)"
+        "--workdir",
+        type=Path,
+        help="where checkpoints and pictures go (default: SIMGAN_HOME/runs/train-<time>)",
+    )
+    parser.add_argument(
+        "--no-select",
+        action="store_true",
+        help="publish the last checkpoint instead of the most real-looking one (trainer/selection.py)",
     )
     parser.set_defaults(run=run)
 
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from trainer.checkpoint import load_checkpoint
     from trainer.config import ConfigError, TrainConfig
     from trainer.data import DataError, load_images
+    from trainer.selection import CheckpointSelector
     from trainer.training import describe_datasets, train
 
     settings = get_settings()
@@ -123,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     datasets = describe_datasets(synthetic.images, real.images)
     for entry, path in zip(datasets, (args.synthetic, args.real), strict=True):
         entry["source"] = str(path)
+    selector = None
+    if not args.no_select:
+        try:
+            selector = CheckpointSelector(synthetic.images, real.images, seed=config.seed)
+        except ValueError as exc:
+            print(f"simgan train: checkpoint selection is off: {exc}", file=sys.stderr)
     print(f"training in {workdir} (checkpoints: {workdir / 'checkpoint.pt'})", file=sys.stderr)
     with console_progress("train") as progress, stop_on_interrupt() as should_stop:
         result = train(
@@ -135,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             should_stop=should_stop,
             datasets=datasets,
+            selector=selector,
         )
+    for name, path in result.artifacts.items():
+        print(f"{name}: {path}", file=sys.stderr)
     if result.stopped:
         print(f"stopped at step {result.step}; continue with --resume {result.checkpoint}", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from models import Registry
 from service.config import Settings
 from simgan.cli import main
 from tests.factories import TINY, tiny_config, tiny_images
+from trainer.artifacts import ARTIFACTS_DIR, CURVES_NAME, SAMPLES_NAME, sample_grid
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataError, load_images
@@ -94,6 +95,40 @@ def test_resume_continues_with_exactly_the_losses_of_an_uninterrupted_run(tmp_pa
     _train(tmp_path / "resumed", tiny_config(), resume=first.checkpoint, progress=resumed.append)
     assert [p.step for p in resumed] == [4, 5, 6]
     assert [p.losses for p in resumed] == [p.losses for p in straight[3:]]
+
+
+def test_a_resumed_run_logs_the_same_loss_curve_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    straight = _train(tmp_path / "straight", tiny_config())
+    seen: list[Progress] = []
+    first = _train(
+        tmp_path / "resumed", tiny_config(), progress=seen.append, should_stop=lambda: len(seen) >= 3
+    )
+    resumed = _train(tmp_path / "resumed", tiny_config(), resume=first.checkpoint)
+
+    log = load_checkpoint(resumed.checkpoint)["loss_log"]
+    assert log == load_checkpoint(straight.checkpoint)["loss_log"]
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4, 5, 6]
+    assert "discriminator_accuracy" in log[-1] and "self_regularization" in log[0]
+
+
+def test_every_run_draws_its_sample_grid_and_loss_curves(tmp_path: Path) -> None:
+    result = _train(tmp_path, tiny_config())
+
+    assert set(result.artifacts) == {SAMPLES_NAME, CURVES_NAME}
+    for name, path in result.artifacts.items():
+        assert path == tmp_path / "run" / ARTIFACTS_DIR / name
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_final_sample_grid_shows_the_published_refiner(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    result = _train(tmp_path, tiny_config(checkpoint_every=2), registry=registry, selector=EarliestSelector())
+    synthetic, real = tiny_images(1)[:8], tiny_images(2)[:8]
+
+    session = ort.InferenceSession(str(registry.onnx_path(result.version or "")))
+    published = session.run(None, {"image": synthetic})[0]
+
+    assert result.artifacts[SAMPLES_NAME].read_bytes() == sample_grid(synthetic, published, real)
 
 
 def test_resume_refuses_a_config_that_changes_the_run(tmp_path: Path) -> None:
@@ -204,10 +239,21 @@ def test_train_command_publishes_into_the_registry(
     pairs = [f"{k}={v}" for k, v in TINY.items() if k != "steps"]
     argv = ["train", "--synthetic", str(synthetic), "--real", str(real), "--steps", "1", "--config", *pairs]
     assert main([*argv, "--workdir", str(tmp_path / "run")]) == 0
-    assert "published v1" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "published v1" in out
+    assert f"samples.png: {tmp_path / 'run' / 'artifacts' / 'samples.png'}" in err
     card = Registry(settings.models_path).get("latest")
     assert card.steps_trained == 3
     assert card.datasets[0]["source"] == str(synthetic)
+    assert card.selection is not None and card.selection["criterion"] == "realism_accuracy"
+
+
+def test_train_command_without_selection_publishes_the_last_step(tmp_path: Path, settings: Settings) -> None:
+    synthetic, real = _npz(tmp_path / "syn.npz", 1), _npz(tmp_path / "real.npz", 2)
+    pairs = [f"{k}={v}" for k, v in TINY.items() if k != "steps"]
+    argv = ["train", "--synthetic", str(synthetic), "--real", str(real), "--steps", "1", "--config", *pairs]
+    assert main([*argv, "--workdir", str(tmp_path / "run"), "--no-select"]) == 0
+    assert Registry(settings.models_path).get("latest").selection == {"criterion": "last", "step": 3}
 
 
 def test_train_command_refuses_unknown_config_keys_by_name(
