@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     train_job_timeout: int = Field(7 * 24 * 3600, description="Seconds before a training job is stopped.")
     refine_job_timeout: int = Field(6 * 3600, description="Seconds before a bulk refine job is stopped.")
     job_result_ttl: int = Field(30 * 24 * 3600, description="Seconds finished jobs stay visible.")
+    evaluation_task_steps: int = Field(
+        300,
+        ge=1,
+        description="Adam steps each task model and classifier trains for when a train job evaluates "
+        "its model (config `evaluate`); 300 takes about 2 minutes on a CPU for 2000 eye images.",
+    )
     job_retries: int = Field(
         3,
         description="Times a job whose worker died or was stopped is started again (training resumes "
@@ -105,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return self.data_dir or self.home / "data"
+
+    def job_workdir(self, job_id: str) -> Path:
+        """Where a training job keeps its checkpoint and pictures: SIMGAN_HOME/jobs/<job id>/."""
+        return self.home / "jobs" / job_id
 
 
 @lru_cache

@@ -197,10 +197,15 @@ def enqueue(connection: redis.Redis, settings: Settings, queue: str, kwargs: dic
     return record(job)
 
 
+def valid_job_id(job_id: str) -> bool:
+    """Whether `job_id` has the form of our job ids (also what keeps it a plain path component)."""
+    return bool(_JOB_ID.fullmatch(job_id))
+
+
 def fetch(connection: redis.Redis, queue: str, job_id: str) -> JobRecord:
     """One job of `queue`, or JobNotFound."""
     try:
-        job = Job.fetch(job_id, connection=connection) if _JOB_ID.match(job_id) else None
+        job = Job.fetch(job_id, connection=connection) if valid_job_id(job_id) else None
     except NoSuchJobError:
         job = None
     if job is None or job.origin != queue:

@@ -63,6 +63,11 @@ class JobContext:
     def id(self) -> str | None:
         return self.job.id if self.job else None
 
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The job's meta (progress, attempts, ...) as last read or written; {} outside a job."""
+        return self.job.meta if self.job is not None else {}
+
     @classmethod
     @contextmanager
     def current(cls, settings: Settings) -> Iterator[JobContext]:

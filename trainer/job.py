@@ -3,7 +3,8 @@
 Enqueued by its dotted path (`trainer.job.run_train_job`), so the API never imports torch. Each
 job trains in SIMGAN_HOME/jobs/<job id>/ and resumes from the checkpoint.pt it finds there: a
 job whose worker died or was stopped is requeued by rq and simply carries on from its last
-checkpoint on whichever worker picks it up.
+checkpoint on whichever worker picks it up. Its pictures (sample grid, loss curves) are redrawn in
+jobs/<job id>/artifacts/ at every checkpoint and served by GET /train-jobs/{id}/artifacts/{name}.
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rq import Retry
 
-from models import Registry
+from models import Registry, RegistryError
 from service.config import Settings, get_settings
 from service.datasets import DatasetStore
 from service.worker import JobContext
+from trainer.artifacts import ARTIFACTS_DIR
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
+from trainer.data import ImageSet
+from trainer.evaluate import EvaluationError, evaluate
+from trainer.selection import CheckpointSelector
+from trainer.tasks import Budget
 from trainer.training import Progress, SimGAN, train
 
 log = logging.getLogger(__name__)
@@ -28,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def job_workdir(settings: Settings, job_id: str) -> Path:
     """Where a training job keeps its checkpoint: SIMGAN_HOME/jobs/<job id>/."""
-    return settings.home / "jobs" / job_id
+    return settings.job_workdir(job_id)
 
 
 def _dataset_entry(store: DatasetStore, dataset_id: str) -> dict[str, Any]:
@@ -39,10 +46,120 @@ def _dataset_entry(store: DatasetStore, dataset_id: str) -> dict[str, Any]:
     return {key: data[key] for key in keep if key in data}
 
 
+def _selector(synthetic: Any, real: Any, config: TrainConfig) -> CheckpointSelector | None:
+    """The checkpoint selector, or None for sets too small to test a classifier on (< 4 images)."""
+    try:
+        return CheckpointSelector(synthetic, real, seed=config.seed)
+    except ValueError as exc:
+        log.warning("checkpoint selection is off: %s; the last checkpoint is published", exc)
+        return None
+
+
+def _published(registry: Registry, version: Any) -> str | None:
+    """`version` when it is a model in `registry` (a rerun job that had published before it died)."""
+    if not isinstance(version, str):
+        return None
+    try:
+        registry.get(version)
+    except RegistryError:
+        return None
+    return version
+
+
+def _train(
+    job: JobContext,
+    config: TrainConfig,
+    workdir: Path,
+    synthetic: np.ndarray,
+    real: np.ndarray,
+    datasets: list[dict[str, Any]],
+    registry: Registry,
+) -> dict[str, Any] | Retry:
+    """Train (resuming from workdir's checkpoint if there is one) and publish; the job's summary."""
+    checkpoint = workdir / "checkpoint.pt"
+    resume = checkpoint if checkpoint.is_file() else None
+    resumed_from = int(load_checkpoint(checkpoint)["step"]) if resume else None
+    if resumed_from is not None:
+        log.info("job %s: resuming from step %d (%s)", job.id, resumed_from, checkpoint)
+        job.set_meta(resumed_from_step=resumed_from)
+
+    def report(progress: Progress) -> None:
+        job.report(
+            {
+                "step": progress.step,
+                "total_steps": progress.total_steps,
+                "phase": progress.phase,
+                "losses": progress.losses,
+                "eta_seconds": progress.eta_seconds,
+            },
+            force=progress.step == progress.total_steps,
+        )
+
+    def checkpointed(run: SimGAN, path: Path) -> None:
+        job.set_meta(checkpoint_step=run.step)
+
+    result = train(
+        config,
+        synthetic,
+        real,
+        registry=registry,
+        workdir=workdir,
+        resume=resume,
+        progress=report,
+        should_stop=job.should_stop,
+        datasets=datasets,
+        on_checkpoint=checkpointed,
+        selector=_selector(synthetic, real, config),
+    )
+    summary = {"step": result.step, "final_losses": result.final_losses, "resumed_from_step": resumed_from}
+    if result.stopped and job.cancel_requested:
+        return {"canceled": True, "checkpoint": str(result.checkpoint), **summary}
+    if result.stopped:
+        log.info("job %s: stopped at step %d; it will resume from %s", job.id, result.step, checkpoint)
+        return job.retry_later()
+    return {"model_version": result.version, **summary}
+
+
+def _evaluate(
+    job: JobContext,
+    registry: Registry,
+    version: str,
+    synthetic: ImageSet,
+    real: np.ndarray,
+    labeled: ImageSet | None,
+    targets: list[str] | None,
+    seed: int,
+    budget: Budget,
+    sources: dict[str, str | None],
+) -> dict[str, Any]:
+    """Evaluate the published model and record the metrics beside its card; an evaluation that
+    cannot run (e.g. annotations without the target fields) is reported, the model stays published."""
+    progress = dict(job.meta.get("progress") or {})
+    job.report({**progress, "phase": "evaluate", "eta_seconds": None}, force=True)
+    try:
+        metrics = evaluate(
+            version, synthetic, real, labeled, seed=seed, registry=registry, targets=targets, budget=budget
+        )
+    except EvaluationError as exc:
+        log.warning("job %s: %s was published but could not be evaluated: %s", job.id, version, exc)
+        return {"error": f"evaluation failed: {exc}"}
+    registry.add_metrics(version, {**metrics, "datasets": sources})
+    return metrics
+
+
 def run_train_job(
-    synthetic_dataset: str, real_dataset: str, config: dict[str, Any]
+    synthetic_dataset: str,
+    real_dataset: str,
+    config: dict[str, Any],
+    real_labeled_dataset: str | None = None,
+    targets: list[str] | None = None,
 ) -> dict[str, Any] | Retry:
     """Train on two stored datasets and publish the refiner; returns {model_version, metrics, ...}.
+
+    With config `evaluate` the published model is then evaluated (trainer/evaluate.py): realism
+    and kernel distance against the real training set, and with `real_labeled_dataset` the
+    downstream gap closure and label preservation on annotation fields `targets` (default gaze);
+    the metrics are recorded in the registry beside the card.
 
     Returns {"canceled": True, ...} when the user canceled it (a checkpoint is left behind), and a
     `Retry` when its worker is going away, so that another worker resumes it.
@@ -53,57 +170,51 @@ def run_train_job(
             return {"canceled": True, "step": 0}
         train_config = TrainConfig.from_overrides(config)
         store = DatasetStore(settings.data_path)
-        datasets = [_dataset_entry(store, synthetic_dataset), _dataset_entry(store, real_dataset)]
-        synthetic = store.load(synthetic_dataset)[0]
-        real = store.load(real_dataset)[0]
         registry = Registry(settings.models_path)
-
         workdir = job_workdir(settings, job.id or "direct")
-        checkpoint = workdir / "checkpoint.pt"
-        resume = checkpoint if checkpoint.is_file() else None
-        resumed_from = int(load_checkpoint(checkpoint)["step"]) if resume else None
-        if resumed_from is not None:
-            log.info("job %s: resuming from step %d (%s)", job.id, resumed_from, checkpoint)
-            job.set_meta(resumed_from_step=resumed_from)
+        synthetic, synthetic_notes, _ = store.load(synthetic_dataset)
+        real = store.load(real_dataset)[0]
 
-        def report(progress: Progress) -> None:
-            done = progress.step == progress.total_steps
-            job.report(
-                {
-                    "step": progress.step,
-                    "total_steps": progress.total_steps,
-                    "phase": progress.phase,
-                    "losses": progress.losses,
-                    "eta_seconds": progress.eta_seconds,
-                },
-                force=done,
+        # A run that died after publishing (while evaluating) must not train and publish again.
+        version = _published(registry, job.meta.get("model_version"))
+        if version is None:
+            datasets = [_dataset_entry(store, synthetic_dataset), _dataset_entry(store, real_dataset)]
+            outcome = _train(job, train_config, workdir, synthetic, real, datasets, registry)
+            if not isinstance(outcome, dict) or outcome.get("canceled"):
+                return outcome
+            version = outcome["model_version"]
+            job.set_meta(model_version=version)
+        else:
+            log.info("job %s: %s was published before this run; not training again", job.id, version)
+            state = load_checkpoint(workdir / "checkpoint.pt")
+            outcome = {
+                "model_version": version,
+                "step": int(state["step"]),
+                "final_losses": dict(state["losses"]),
+                "resumed_from_step": job.meta.get("resumed_from_step"),
+            }
+
+        metrics = registry.get(version).metrics
+        if train_config.evaluate:
+            labeled = None
+            if real_labeled_dataset is not None:
+                labeled_images, labeled_notes, _ = store.load(real_labeled_dataset)
+                labeled = ImageSet(labeled_images, labeled_notes)
+            metrics = _evaluate(
+                job,
+                registry,
+                version,
+                ImageSet(synthetic, synthetic_notes),
+                real,
+                labeled,
+                targets,
+                train_config.seed,
+                Budget(steps=settings.evaluation_task_steps),
+                {"synthetic": synthetic_dataset, "real": real_dataset, "real_labeled": real_labeled_dataset},
             )
+        return {**outcome, "metrics": metrics, "artifacts": artifact_names(workdir)}
 
-        def checkpointed(run: SimGAN, path: Path) -> None:
-            job.set_meta(checkpoint_step=run.step)
 
-        result = train(
-            train_config,
-            synthetic,
-            real,
-            registry=registry,
-            workdir=workdir,
-            resume=resume,
-            progress=report,
-            should_stop=job.should_stop,
-            datasets=datasets,
-            on_checkpoint=checkpointed,
-        )
-        summary = {
-            "step": result.step,
-            "final_losses": result.final_losses,
-            "resumed_from_step": resumed_from,
-        }
-        if result.stopped and job.cancel_requested:
-            return {"canceled": True, "checkpoint": str(result.checkpoint), **summary}
-        if result.stopped:
-            log.info("job %s: stopped at step %d; it will resume from %s", job.id, result.step, checkpoint)
-            return job.retry_later()
-        assert result.version is not None
-        card = registry.get(result.version)
-        return {"model_version": result.version, "metrics": card.metrics, **summary}
+def artifact_names(workdir: Path) -> list[str]:
+    """The pictures a run has drawn so far (trainer/artifacts.py), by file name."""
+    return sorted(path.name for path in (workdir / ARTIFACTS_DIR).glob("*.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -14,9 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
+from rq import Queue
+from rq.job import Job
 
 from models import Registry
-from service.config import Settings
+from service.config import Settings, get_settings
 from service.datasets import DatasetStore
 from service.main import create_app
 from service.redis_server import pid_alive
@@ -91,6 +95,148 @@ def test_train_job_trains_publishes_and_reports_its_model(
     assert job["error"] is None
     card = Registry(jobs_settings.models_path).get(job["model_version"])
     assert {d["id"] for d in card.datasets} == set(datasets.values())
+
+
+def test_a_train_job_serves_its_sample_grid_and_loss_curves(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str
+) -> None:
+    job_id = start_job(api, datasets)
+
+    run_queued_jobs(redis_url, "train")
+
+    artifacts = api.get(f"/train-jobs/{job_id}").json()["artifacts"]
+    assert artifacts == {
+        "loss_curves.png": f"/train-jobs/{job_id}/artifacts/loss_curves.png",
+        "samples.png": f"/train-jobs/{job_id}/artifacts/samples.png",
+    }
+    for url in artifacts.values():
+        response = api.get(url)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(response.content)).format == "PNG"
+    # Three columns (synthetic | refined | real) of 55-pixel-wide eyes drawn 3x.
+    samples = Image.open(io.BytesIO(api.get(artifacts["samples.png"]).content))
+    assert samples.width > 3 * 3 * 55
+
+
+def test_an_artifact_that_does_not_exist_is_404_naming_the_ones_that_do(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str
+) -> None:
+    job_id = start_job(api, datasets)
+    before = api.get(f"/train-jobs/{job_id}/artifacts/samples.png")
+    run_queued_jobs(redis_url, "train")
+
+    missing = api.get(f"/train-jobs/{job_id}/artifacts/curves.png")
+    checkpoint = api.get(f"/train-jobs/{job_id}/artifacts/checkpoint.pt")
+
+    assert before.status_code == 404 and "none yet" in before.json()["detail"]
+    assert missing.status_code == 404
+    assert "loss_curves.png" in missing.json()["detail"] and "samples.png" in missing.json()["detail"]
+    assert checkpoint.status_code == 404  # only pictures are served, never the job's other files
+    assert api.get("/train-jobs/..%2E/artifacts/samples.png").status_code == 404
+
+
+def test_a_train_job_that_evaluates_records_its_metrics_in_the_job_and_the_model_card(
+    api: httpx.Client,
+    datasets: dict[str, str],
+    redis_url: str,
+    jobs_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIMGAN_EVALUATION_TASK_STEPS", "10")
+    get_settings.cache_clear()
+    labeled = store_eye_dataset(jobs_settings.data_path, "real", count=16, seed=2).id
+    body = {**datasets, "real_labeled_dataset": labeled, "config": {**TINY_TRAIN_CONFIG, "evaluate": True}}
+    response = api.post("/train-jobs", json=body)
+    assert response.status_code == 202, response.text
+
+    run_queued_jobs(redis_url, "train")
+
+    job = api.get(f"/train-jobs/{response.json()['id']}").json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["real_labeled_dataset"] == labeled
+    metrics = job["metrics"]
+    assert set(metrics) >= {"downstream", "realism", "labels"}
+    assert set(metrics["downstream"]) >= {"error_synthetic", "error_refined", "error_real", "gap_closed"}
+    assert 0.0 <= metrics["realism"]["accuracy_real_vs_refined"] <= 1.0
+    model = api.get(f"/models/{job['model_version']}").json()
+    assert model["metrics"]["latest"]["downstream"] == metrics["downstream"]
+    assert model["metrics"]["latest"]["datasets"]["real_labeled"] == labeled
+
+
+def test_an_evaluation_that_cannot_run_leaves_the_model_published_and_says_why(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    labeled = store_eye_dataset(jobs_settings.data_path, "real", seed=2).id
+    body = {
+        **datasets,
+        "real_labeled_dataset": labeled,
+        "targets": ["gaze.roll"],
+        "config": {**TINY_TRAIN_CONFIG, "evaluate": True},
+    }
+    job_id = api.post("/train-jobs", json=body).json()["id"]
+
+    run_queued_jobs(redis_url, "train")
+
+    job = api.get(f"/train-jobs/{job_id}").json()
+    assert job["status"] == "succeeded"
+    assert job["model_version"] == Registry(jobs_settings.models_path).latest()
+    assert "evaluation failed" in job["metrics"]["error"] and "gaze.roll" in job["metrics"]["error"]
+
+
+def test_a_train_job_run_again_after_it_published_does_not_publish_a_second_model(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    import redis
+
+    job_id = start_job(api, datasets)
+    run_queued_jobs(redis_url, "train")
+    # As when a worker dies after publishing, while evaluating: rq runs the same job again.
+    connection = redis.Redis.from_url(redis_url)
+    Queue("train", connection=connection).enqueue_job(Job.fetch(job_id, connection=connection))
+
+    run_queued_jobs(redis_url, "train")
+
+    job = api.get(f"/train-jobs/{job_id}").json()
+    assert job["status"] == "succeeded"
+    assert Registry(jobs_settings.models_path).versions() == [job["model_version"]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "config", "message"),
+    [
+        ({"real_labeled_dataset": "LABELED"}, {}, "set config evaluate to true"),
+        ({"targets": ["gaze.pitch"]}, {"evaluate": True}, "give real_labeled_dataset too"),
+        ({"real_labeled_dataset": "0123456789abcdef"}, {"evaluate": True}, "0123456789abcdef"),
+        ({"real_labeled_dataset": "SYNTHETIC"}, {"evaluate": True}, "kind real"),
+        ({"real_labeled_dataset": "UNLABELED"}, {"evaluate": True}, "has no annotations"),
+    ],
+)
+def test_a_train_job_refuses_an_evaluation_it_could_not_run(
+    api: httpx.Client,
+    datasets: dict[str, str],
+    jobs_settings: Settings,
+    extra: dict[str, Any],
+    config: dict[str, Any],
+    message: str,
+) -> None:
+    import numpy as np
+
+    store = DatasetStore(jobs_settings.data_path)
+    ids = {
+        "LABELED": store_eye_dataset(jobs_settings.data_path, "real", seed=2).id,
+        "SYNTHETIC": datasets["synthetic_dataset"],
+        "UNLABELED": store.create_from_arrays(
+            np.zeros((4, 35, 55, 1), np.uint8), None, [f"{i}.png" for i in range(4)], "real", "test"
+        ).id,
+    }
+    extra = {k: ids.get(v, v) if isinstance(v, str) else v for k, v in extra.items()}
+
+    response = api.post("/train-jobs", json={**datasets, **extra, "config": {**TINY_TRAIN_CONFIG, **config}})
+
+    assert response.status_code in (404, 422)
+    assert message in response.json()["detail"]
+    assert api.get("/train-jobs").json()["jobs"] == []
 
 
 def test_train_job_refuses_unknown_config_keys_naming_them(
