@@ -26,3 +26,24 @@ def test_bench_refine_reports_medians_and_spreads_against_its_baselines(tmp_path
     markdown = (tmp_path / "refine.md").read_text()
     assert report["command"] in markdown
     assert "| 16 clients" not in markdown and "| 2 clients, dynamic batching |" in markdown
+
+
+def test_bench_quality_reports_gap_closure_per_setting_with_its_command_and_pictures(tmp_path: Path) -> None:
+    tiny = ["steps=2", "pretrain_refiner_steps=1", "pretrain_discriminator_steps=1", "refiner_channels=4"]
+    args = ["bench", "quality", "--gaps", "0.5,1", "--seeds", "3", "--synthetic", "24", "--real", "24"]
+    args += ["--labeled", "24", "--task-steps", "5", "--jobs", "1", "--config", *tiny]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "quality.json").read_text())
+    assert [setting["gap"] for setting in report["settings"]] == [0.5, 1.0]
+    for setting in report["settings"]:
+        assert [run["seed"] for run in setting["runs"]] == [3]
+        closed = [run["downstream"]["gap_closed"] for run in setting["runs"]]
+        assert setting["gap_closed"]["n"] == sum(c is not None for c in closed)
+        assert {"median", "min", "max"} <= set(setting["gap_closed"])
+    assert "--task-steps 5" in report["command"] and report["overrides"]["steps"] == "2"
+    markdown = (tmp_path / "quality.md").read_text()
+    assert report["command"] in markdown and "## Gap 0.5: gap closed" in markdown
+    for gap in ("0.5", "1"):
+        for picture in ("samples", "losses"):
+            assert (tmp_path / f"quality_gap{gap}_{picture}.png").read_bytes().startswith(b"\x89PNG")

@@ -73,6 +73,9 @@ def register_quality(benches: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="training config overrides",
     )
+    parser.add_argument(
+        "--task-steps", type=int, default=300, help="Adam steps of each evaluation model (simgan evaluate)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, each in its own process")
     parser.add_argument(
         "--threads",
@@ -85,12 +88,10 @@ def register_quality(benches: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_quality)
 
 
-def _progress(label: str, history: list[dict[str, float]]) -> Callable[[Any], None]:
-    """A log line on stderr every 10% of the training steps; losses into `history` every 1%."""
+def _progress(label: str) -> Callable[[Any], None]:
+    """A log line on stderr every 10% of the training steps."""
 
     def report(p: Any) -> None:
-        if p.step % max(1, p.total_steps // 100) == 0:
-            history.append({"step": float(p.step), **p.losses})
         if p.step == p.total_steps or p.step % max(1, p.total_steps // 10) == 0:
             losses = " ".join(f"{k}={v:.3f}" for k, v in sorted(p.losses.items()))
             print(f"{label}: step {p.step}/{p.total_steps} {p.phase} {losses}", file=sys.stderr, flush=True)
@@ -103,11 +104,12 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
     import torch
 
     from models import Registry
-    from trainer.artifacts import loss_curves, sample_grid
+    from trainer.artifacts import CURVES_NAME, SAMPLES_NAME
     from trainer.config import TrainConfig
-    from trainer.evaluate import evaluate, published_refiner
+    from trainer.evaluate import evaluate
     from trainer.selection import CheckpointSelector
     from trainer.simulators import simulate
+    from trainer.tasks import Budget
     from trainer.training import train
 
     if args.threads:
@@ -120,7 +122,6 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
     config = TrainConfig.from_overrides({**overrides, "seed": str(seed)})
     with tempfile.TemporaryDirectory(prefix="simgan-bench-") as tmp:
         registry = Registry(Path(tmp) / "models")
-        history: list[dict[str, float]] = []
         started = time.perf_counter()
         result = train(
             config,
@@ -128,21 +129,28 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
             real.images,
             registry=registry,
             workdir=Path(tmp) / "run",
-            progress=_progress(f"gap {gap} seed {seed}", history),
+            progress=_progress(f"gap {gap} seed {seed}"),
             selector=CheckpointSelector(synthetic.images, real.images, seed=seed),
         )
         train_seconds = time.perf_counter() - started
         assert result.version is not None
         selection = registry.get(result.version).selection
-        metrics = evaluate(result.version, synthetic, real.images, labeled, seed=seed, registry=registry)
-        if seed == _numbers(args.seeds, int)[0]:  # pictures of the first seed's run, for the README
-            refine = published_refiner(result.version, registry)[1]
-            stem = args.out / f"{args.name}_gap{gap:g}"
+        metrics = evaluate(
+            result.version,
+            synthetic,
+            real.images,
+            labeled,
+            seed=seed,
+            registry=registry,
+            budget=Budget(steps=args.task_steps),
+        )
+        if (
+            seed == _numbers(args.seeds, int)[0]
+        ):  # the first seed's pictures (the published refiner's), for the README
             args.out.mkdir(parents=True, exist_ok=True)
-            stem.with_name(stem.name + "_samples.png").write_bytes(
-                sample_grid(synthetic.images[:8], refine(synthetic.images[:8]), real.images[:8])
-            )
-            stem.with_name(stem.name + "_losses.png").write_bytes(loss_curves(history))
+            for name, suffix in ((SAMPLES_NAME, "samples"), (CURVES_NAME, "losses")):
+                target = args.out / f"{args.name}_gap{gap:g}_{suffix}.png"
+                target.write_bytes(result.artifacts[name].read_bytes())
     closed = metrics["downstream"]["gap_closed"]
     print(f"gap {gap} seed {seed}: gap closed {closed}", file=sys.stderr, flush=True)
     return {
@@ -218,7 +226,7 @@ def quality_command(args: argparse.Namespace) -> str:
     """The command line that repeats this run exactly (every option spelled out)."""
     parts = ["simgan", "bench", "quality", "--gaps", args.gaps, "--seeds", args.seeds]
     parts += ["--synthetic", str(args.synthetic), "--real", str(args.real), "--labeled", str(args.labeled)]
-    parts += ["--jobs", str(args.jobs), "--threads", str(args.threads)]
+    parts += ["--task-steps", str(args.task_steps), "--jobs", str(args.jobs), "--threads", str(args.threads)]
     if args.config:
         parts += ["--config", *args.config]
     return shlex.join(parts)
