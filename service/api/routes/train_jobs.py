@@ -120,7 +120,11 @@ class TrainJobCreate(BaseModel):
 class TrainProgress(BaseModel):
     step: int
     total_steps: int
-    phase: str | None = Field(None, description="pretrain_refiner, pretrain_discriminator or adversarial.")
+    phase: str | None = Field(
+        None,
+        description="pretrain_refiner, pretrain_discriminator, adversarial, or evaluate (after publishing, "
+        "with config `evaluate`).",
+    )
     losses: dict[str, float] = Field(default_factory=dict)
     eta_seconds: float | None = None
 
