@@ -48,6 +48,10 @@ class TrainConfig:
     regularization_space: str = "identity"
     # Refined images kept for D (history buffer); None means HISTORY_PER_BATCH x batch_size (the paper's B).
     history_size: int | None = None
+    # Std of Gaussian noise added to every image D sees, real and refined alike, in [-1, 1] units
+    # ("instance noise"). It hides fine texture and sensor noise that a deterministic refiner cannot
+    # produce, so D's gradient stops rewarding artefacts that imitate them. 0 = the paper's D.
+    instance_noise: float = 0.0
     # Refiner and discriminator updates per iteration; the paper's default ratio (Kg=2, Kd=1).
     kg: int = 2
     kd: int = 1
@@ -130,7 +134,7 @@ _POSITIVE_INT_KEYS = (
     "checkpoint_every",
 )
 _NON_NEGATIVE_INT_KEYS = ("pretrain_refiner_steps", "pretrain_discriminator_steps", "seed")
-_FLOAT_KEYS = ("refiner_lr", "discriminator_lr", "lambda_reg")
+_FLOAT_KEYS = ("refiner_lr", "discriminator_lr", "lambda_reg", "instance_noise")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -185,9 +189,10 @@ def _problems(config: dict[str, Any]) -> list[str]:
         value = config[key]
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < float("inf"):
             problems.append(f"{key} must be a positive number, got {value!r}")
-    lam = config["lambda_reg"]
-    if not isinstance(lam, int | float) or isinstance(lam, bool) or not 0 <= lam < float("inf"):
-        problems.append(f"lambda_reg must be a number >= 0, got {lam!r}")
+    for key in ("lambda_reg", "instance_noise"):
+        value = config[key]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
+            problems.append(f"{key} must be a number >= 0, got {value!r}")
     kernel = config["refiner_kernel"]
     if isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 0:
         problems.append(f"refiner_kernel must be odd (same padding keeps the image size), got {kernel}")

@@ -139,6 +139,15 @@ class SimGAN:
             return PHASES[1]
         return PHASES[2]
 
+    def seen_by_discriminator(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images plus instance noise of std `instance_noise` (none at 0), drawn from the
+        run's generator so that a resumed run draws the same noise."""
+        sigma = self.config.instance_noise
+        if sigma == 0:
+            return images
+        noise = torch.randn(images.shape, generator=self.generator).to(self.device, images.dtype)
+        return images + sigma * noise
+
     def refiner_step(self, adversarial: bool = True) -> dict[str, float]:
         """One R update: fool D (frozen) while staying close to the synthetic input."""
         synthetic = self.synthetic.batch(self.config.batch_size, self.generator)  # (B, C, H, W)
@@ -150,7 +159,9 @@ class SimGAN:
                 loss = regularization  # pretraining: learn to reproduce the input
             else:
                 # R wants every patch of its output classified as real.
-                fooling = local_adversarial_loss(self.discriminator(refined), REAL)
+                fooling = local_adversarial_loss(
+                    self.discriminator(self.seen_by_discriminator(refined)), REAL
+                )
                 loss = fooling + self.config.lambda_reg * regularization
         self.refiner_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -174,8 +185,8 @@ class SimGAN:
             refined = fresh  # the first steps: no history yet
         real = self.real.batch(batch, self.generator)
         with autocast(self.device):
-            real_logits = self.discriminator(real)  # (B, 2, h, w) per-patch logits
-            refined_logits = self.discriminator(refined)
+            real_logits = self.discriminator(self.seen_by_discriminator(real))  # (B, 2, h, w) per patch
+            refined_logits = self.discriminator(self.seen_by_discriminator(refined))
             loss_real = local_adversarial_loss(real_logits, REAL)
             loss_refined = local_adversarial_loss(refined_logits, REFINED)
             loss = loss_real + loss_refined

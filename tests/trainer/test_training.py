@@ -19,7 +19,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataError, load_images
 from trainer.networks import RefinerConfig, build_refiner
-from trainer.training import PHASES, Progress, TrainingError, TrainResult, train
+from trainer.training import PHASES, Progress, SimGAN, TrainingError, TrainResult, train
 
 
 def _train(tmp_path: Path, config: TrainConfig, **kwargs: Any) -> TrainResult:
@@ -78,13 +78,17 @@ def test_should_stop_leaves_a_checkpoint_and_publishes_nothing(tmp_path: Path) -
     assert registry.versions() == []
 
 
-def test_resume_continues_with_exactly_the_losses_of_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("instance_noise", [0.0, 0.3])
+def test_resume_continues_with_exactly_the_losses_of_an_uninterrupted_run(
+    tmp_path: Path, instance_noise: float
+) -> None:
+    config = tiny_config(instance_noise=instance_noise)
     straight: list[Progress] = []
-    _train(tmp_path / "straight", tiny_config(), progress=straight.append)
+    _train(tmp_path / "straight", config, progress=straight.append)
     interrupted: list[Progress] = []
     first = _train(
         tmp_path / "resumed",
-        tiny_config(),
+        config,
         progress=interrupted.append,
         should_stop=lambda: len(interrupted) >= 3,
     )
@@ -92,7 +96,7 @@ def test_resume_continues_with_exactly_the_losses_of_an_uninterrupted_run(tmp_pa
     # restore where random overwrites go.
     assert len(load_checkpoint(first.checkpoint)["history"]["images"]) == 4
     resumed: list[Progress] = []
-    _train(tmp_path / "resumed", tiny_config(), resume=first.checkpoint, progress=resumed.append)
+    _train(tmp_path / "resumed", config, resume=first.checkpoint, progress=resumed.append)
     assert [p.step for p in resumed] == [4, 5, 6]
     assert [p.losses for p in resumed] == [p.losses for p in straight[3:]]
 
@@ -129,6 +133,24 @@ def test_the_final_sample_grid_shows_the_published_refiner(tmp_path: Path) -> No
     published = session.run(None, {"image": synthetic})[0]
 
     assert result.artifacts[SAMPLES_NAME].read_bytes() == sample_grid(synthetic, published, real)
+
+
+def test_instance_noise_is_what_the_discriminator_sees_on_top_of_both_domains() -> None:
+    images = torch.zeros(64, 1, 12, 16)  # (B, C, H, W)
+    plain = SimGAN(tiny_config(), tiny_images(1), tiny_images(2), torch.device("cpu"))
+    noisy = SimGAN(tiny_config(instance_noise=0.2), tiny_images(1), tiny_images(2), torch.device("cpu"))
+
+    assert plain.seen_by_discriminator(images) is images
+    seen = noisy.seen_by_discriminator(images)
+    assert seen.shape == images.shape
+    assert float(seen.std()) == pytest.approx(0.2, rel=0.05)
+    assert not torch.equal(seen, noisy.seen_by_discriminator(images))  # fresh noise at every call
+
+
+def test_instance_noise_changes_training(tmp_path: Path) -> None:
+    plain = _train(tmp_path / "plain", tiny_config())
+    noisy = _train(tmp_path / "noisy", tiny_config(instance_noise=0.5))
+    assert plain.final_losses["discriminator"] != noisy.final_losses["discriminator"]
 
 
 def test_resume_refuses_a_config_that_changes_the_run(tmp_path: Path) -> None:
