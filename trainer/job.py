@@ -21,7 +21,6 @@ from models import Registry, RegistryError
 from service.config import Settings, get_settings
 from service.datasets import DatasetStore
 from service.worker import JobContext
-from trainer.artifacts import ARTIFACTS_DIR
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import ImageSet
@@ -212,9 +211,4 @@ def run_train_job(
                 Budget(steps=settings.evaluation_task_steps),
                 {"synthetic": synthetic_dataset, "real": real_dataset, "real_labeled": real_labeled_dataset},
             )
-        return {**outcome, "metrics": metrics, "artifacts": artifact_names(workdir)}
-
-
-def artifact_names(workdir: Path) -> list[str]:
-    """The pictures a run has drawn so far (trainer/artifacts.py), by file name."""
-    return sorted(path.name for path in (workdir / ARTIFACTS_DIR).glob("*.png"))
+        return {**outcome, "metrics": metrics}

@@ -61,9 +61,24 @@ def test_with_redis_down_refine_works_and_job_and_dataset_writes_answer_503_sayi
         assert "until it is back" in detail
     assert api.get("/datasets").status_code == 200
     assert api.get("/healthz").status_code == 200
+    assert api.get("/train-jobs/some-job/artifacts/samples.png").status_code == 404  # from disk, not 503
     metrics = api.get("/metrics")
     assert metrics.status_code == 200
     assert 'simgan_queue_jobs{queue="train"' not in metrics.text
+
+
+def test_with_redis_down_a_train_jobs_pictures_are_still_served(
+    api: httpx.Client, private_redis: EmbeddedRedis, settings_on_private_redis: Settings
+) -> None:
+    pictures = settings_on_private_redis.job_workdir("job-1") / "artifacts"
+    pictures.mkdir(parents=True)
+    (pictures / "samples.png").write_bytes(image_file(random_images(1)[0]))
+    private_redis.stop()
+
+    response = api.get("/train-jobs/job-1/artifacts/samples.png")
+
+    assert response.status_code == 200
+    assert response.content == (pictures / "samples.png").read_bytes()
 
 
 def test_job_endpoints_recover_by_themselves_when_redis_is_back(
