@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from models.registry import CARD_NAME, ONNX_NAME
     from simgan.commands.train import console_progress, parse_overrides
     from trainer.config import ConfigError, TrainConfig
+    from trainer.selection import CheckpointSelector
     from trainer.simulators import simulate
     from trainer.training import train
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 workdir=Path(tmp) / "run",
                 progress=progress,
                 datasets=datasets,
+                selector=CheckpointSelector(domains["synthetic"], domains["real"], seed=config.seed),
             )
         assert result.version is not None
         card = replace(
