@@ -17,6 +17,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 """Keys whose value must be one of a few names."""
 
+LEGACY_VALUES: dict[str, Any] = {"instance_noise": 0.0}
+"""Keys added after a run may have started, with the value such a run trained with: a saved config
+(a checkpoint's, a queued job's) that lacks one means this value, not today's default."""
+
 HISTORY_PER_BATCH = 100
 """history_size defaults to this many batches of refined images (SIMGAN.md: B = 100 x batch size)."""
 
@@ -104,6 +108,12 @@ class TrainConfig:
             problems += _problems({**asdict(cls()), "history_size": None, **values})
             raise ConfigError("; ".join(problems))
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The config a checkpoint or a queued job recorded (keys it predates get LEGACY_VALUES), with
+        `overrides` applied: resuming continues the run that was started, whatever today's defaults."""
+        return cls.from_overrides({**LEGACY_VALUES, **saved, **(overrides or {})})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

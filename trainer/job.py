@@ -167,7 +167,8 @@ def run_train_job(
     with JobContext.current(settings) as job:
         if job.cancel_flag():
             return {"canceled": True, "step": 0}
-        train_config = TrainConfig.from_overrides(config)
+        # The config resolved when the job was queued; keys added since then keep their old meaning.
+        train_config = TrainConfig.from_saved(config)
         store = DatasetStore(settings.data_path)
         registry = Registry(settings.models_path)
         workdir = job_workdir(settings, job.id or "direct")

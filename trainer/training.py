@@ -24,7 +24,7 @@ from torch import nn
 from models import Registry
 from trainer.artifacts import ARTIFACTS_DIR, write_artifacts
 from trainer.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from trainer.config import ConfigError, TrainConfig
+from trainer.config import LEGACY_VALUES, ConfigError, TrainConfig
 from trainer.data import DeviceImages, as_nhwc
 from trainer.device import autocast, prepare_module, resolve_device
 from trainer.history import ImageHistory
@@ -263,7 +263,7 @@ def describe_datasets(synthetic: np.ndarray, real: np.ndarray) -> list[dict[str,
 
 
 def _check_resumable(config: TrainConfig, state: dict[str, Any], path: Path) -> None:
-    saved = state["config"]
+    saved = {**LEGACY_VALUES, **state["config"]}
     changed = sorted(k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != getattr(config, k))
     if changed:
         raise ConfigError(

@@ -118,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides["steps"] = str(args.steps)
     try:
-        base = load_checkpoint(args.resume)["config"] if args.resume else {}
-        config = TrainConfig.from_overrides({**base, **overrides})
+        if args.resume:
+            config = TrainConfig.from_saved(load_checkpoint(args.resume)["config"], overrides)
+        else:
+            config = TrainConfig.from_overrides(overrides)
         synthetic = load_images(args.synthetic)
         real = load_images(args.real)
     except (ConfigError, DataError) as exc:

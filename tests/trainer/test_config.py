@@ -82,3 +82,13 @@ def test_config_round_trips_through_its_dict() -> None:
 def test_config_module_does_not_import_torch() -> None:
     code = "import sys, trainer.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_saved_config_keeps_the_meaning_it_had_before_newer_keys_existed() -> None:
+    saved = TrainConfig.from_overrides({"steps": 7}).to_dict()
+    del saved["instance_noise"]  # as a job queued before the key existed recorded it
+
+    assert TrainConfig.from_saved(saved).instance_noise == 0
+    assert TrainConfig.from_saved(saved, {"instance_noise": "0.1"}).instance_noise == 0.1
+    assert TrainConfig.from_saved(saved).steps == 7
+    assert TrainConfig.from_overrides({}).instance_noise == 0.25

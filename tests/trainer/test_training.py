@@ -15,7 +15,7 @@ from service.config import Settings
 from simgan.cli import main
 from tests.factories import TINY, tiny_config, tiny_images
 from trainer.artifacts import ARTIFACTS_DIR, CURVES_NAME, SAMPLES_NAME, sample_grid
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataError, load_images
 from trainer.networks import RefinerConfig, build_refiner
@@ -151,6 +151,29 @@ def test_instance_noise_changes_training(tmp_path: Path) -> None:
     plain = _train(tmp_path / "plain", tiny_config(instance_noise=0))
     noisy = _train(tmp_path / "noisy", tiny_config(instance_noise=0.5))
     assert plain.final_losses["discriminator"] != noisy.final_losses["discriminator"]
+
+
+def _as_if_saved_before_instance_noise(checkpoint: Path) -> None:
+    state = load_checkpoint(checkpoint)
+    del state["config"]["instance_noise"]
+    save_checkpoint(checkpoint, state)
+
+
+def test_a_checkpoint_from_before_instance_noise_resumes_without_it(tmp_path: Path) -> None:
+    config = tiny_config(instance_noise=0)
+    straight: list[Progress] = []
+    _train(tmp_path / "straight", config, progress=straight.append)
+    seen: list[Progress] = []
+    first = _train(tmp_path / "old", config, progress=seen.append, should_stop=lambda: len(seen) >= 3)
+    _as_if_saved_before_instance_noise(first.checkpoint)
+
+    with pytest.raises(ConfigError, match="different instance_noise"):
+        _train(tmp_path / "old", tiny_config(), resume=first.checkpoint)  # today's default: 0.25
+    saved = TrainConfig.from_saved(load_checkpoint(first.checkpoint)["config"])
+    assert saved.instance_noise == 0
+    resumed: list[Progress] = []
+    _train(tmp_path / "old", saved, resume=first.checkpoint, progress=resumed.append)
+    assert [p.losses for p in resumed] == [p.losses for p in straight[3:]]
 
 
 def test_resume_refuses_a_config_that_changes_the_run(tmp_path: Path) -> None:
