@@ -45,5 +45,14 @@ def redis_url(redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> I
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny networks on a shared CPU: more torch threads only contend (several times slower)."""
+    from trainer.tasks import torch_threads  # torch is imported only by tests that train
+
+    with torch_threads(1):
+        yield
+
+
 def pytest_report_header() -> str:
     return f"simgan tests, pid {os.getpid()}"

@@ -18,7 +18,7 @@ import numpy as np
 from rq import Retry
 
 from models import Registry, RegistryError
-from service.config import Settings, get_settings
+from service.config import get_settings
 from service.datasets import DatasetStore
 from service.worker import JobContext
 from trainer.checkpoint import load_checkpoint
@@ -30,11 +30,6 @@ from trainer.tasks import Budget
 from trainer.training import Progress, SimGAN, train
 
 log = logging.getLogger(__name__)
-
-
-def job_workdir(settings: Settings, job_id: str) -> Path:
-    """Where a training job keeps its checkpoint: SIMGAN_HOME/jobs/<job id>/."""
-    return settings.job_workdir(job_id)
 
 
 def _dataset_entry(store: DatasetStore, dataset_id: str) -> dict[str, Any]:
@@ -171,7 +166,7 @@ def run_train_job(
         train_config = TrainConfig.from_saved(config)
         store = DatasetStore(settings.data_path)
         registry = Registry(settings.models_path)
-        workdir = job_workdir(settings, job.id or "direct")
+        workdir = settings.job_workdir(job.id or "direct")
         synthetic, synthetic_notes, _ = store.load(synthetic_dataset)
         real = store.load(real_dataset)[0]
 

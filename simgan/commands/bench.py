@@ -21,6 +21,7 @@ from typing import Any
 
 from simgan.benchmarks import refine
 from simgan.benchmarks.stats import cell, spread
+from simgan.commands.train import add_config_argument
 
 RESULTS = Path("bench/results")
 
@@ -65,14 +66,7 @@ def register_quality(benches: argparse._SubParsersAction) -> None:
     parser.add_argument("--synthetic", type=int, default=1000, help="synthetic images per run")
     parser.add_argument("--real", type=int, default=1000, help="unlabeled real images per run")
     parser.add_argument("--labeled", type=int, default=1000, help="labeled real images (evaluation only)")
-    parser.add_argument(
-        "--config",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="training config overrides",
-    )
+    add_config_argument(parser)
     parser.add_argument(
         "--task-steps", type=int, default=300, help="Adam steps of each evaluation model (simgan evaluate)"
     )

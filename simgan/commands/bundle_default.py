@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from simgan.commands.train import add_config_argument
+
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "models" / "bundled"
 DEFAULT_STEPS = 400
 """Adversarial steps of the bundled model (with BUNDLE_CONFIG: under 10 minutes on 2 busy CPU cores)."""
@@ -38,9 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="images per domain")
     parser.add_argument("--seed", type=int, default=0, help="simulator and training seed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="(default models/bundled)")
-    parser.add_argument(
-        "--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="config overrides"
-    )
+    add_config_argument(parser)
     parser.set_defaults(run=run)
 
 

@@ -28,14 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--synthetic", required=True, type=Path, help="labelled synthetic images")
     parser.add_argument("--real", required=True, type=Path, help="unlabelled real images")
     parser.add_argument("--steps", type=int, help="adversarial steps after pretraining (config key steps)")
-    parser.add_argument(
-        "--config",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="training config overrides, e.g. --config batch_size=64 lambda_reg=0.1",
-    )
+    add_config_argument(parser)
     parser.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from a checkpoint")
     parser.add_argument(
         "--workdir",
@@ -48,6 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="publish the last checkpoint instead of the most real-looking one (trainer/selection.py)",
     )
     parser.set_defaults(run=run)
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """`--config KEY=VALUE ...`: training config overrides (read them with `parse_overrides`)."""
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config overrides, e.g. --config batch_size=64 lambda_reg=0.1",
+    )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:

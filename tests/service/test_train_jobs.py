@@ -27,21 +27,12 @@ from service.redis_server import pid_alive
 from service.supervisor import children_of
 from tests.factories import TINY_TRAIN_CONFIG, live_server, run_queued_jobs, store_eye_dataset
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # jobs train in this process
+
 
 @pytest.fixture
 def jobs_settings(redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny networks on a shared CPU: more threads only contend (seconds per step instead of 0.1)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
