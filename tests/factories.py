@@ -93,7 +93,7 @@ TINY_TRAIN_CONFIG = {
 def store_eye_dataset(data_path: Any, kind: str = "synthetic", count: int = 12, seed: int = 0) -> Any:
     """A simulated eye dataset (35x55 grayscale, annotated) stored in the dataset store at `data_path`."""
     from service.datasets import DatasetStore
-    from trainer.simulators import simulate
+    from simulators import simulate
 
     batch = simulate("eyes", count, domain=kind, seed=seed)
     names = [f"eye_{i:03d}.png" for i in range(count)]

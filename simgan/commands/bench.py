@@ -102,7 +102,7 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
     from trainer.config import TrainConfig
     from trainer.evaluate import evaluate
     from trainer.selection import CheckpointSelector
-    from trainer.simulators import simulate
+    from simulators import simulate
     from trainer.tasks import Budget
     from trainer.training import train
 

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from simgan.commands.train import console_progress, parse_overrides
     from trainer.config import ConfigError, TrainConfig
     from trainer.selection import CheckpointSelector
-    from trainer.simulators import simulate
+    from simulators import simulate
     from trainer.training import train
 
     try:

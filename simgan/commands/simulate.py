@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.simulators import DOMAINS, save_npz, simulate
-    from trainer.simulators.grid import save_grid
+    from simulators import DOMAINS, save_npz, simulate
+    from simulators.grid import save_grid
 
     if not args.out and not args.grid:
         print(

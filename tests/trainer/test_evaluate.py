@@ -16,7 +16,7 @@ from simgan.cli import main
 from tests.factories import publish_tiny_refiner, uniform_images
 from trainer import tasks
 from trainer.evaluate import EvaluationError, choose_targets, evaluate, gap_closed, target_array
-from trainer.simulators import save_npz, simulate
+from simulators import save_npz, simulate
 from trainer.tasks import Budget
 
 TINY = Budget(steps=40, batch_size=32)

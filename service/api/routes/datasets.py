@@ -20,7 +20,7 @@ from service.api.deps import SettingsDep
 from service.api.schemas import Problem
 from service.archives import ACCEPTED, Limits
 from service.datasets import KINDS, DatasetError, DatasetInfo, DatasetStore
-from trainer.simulators import SIMULATORS, simulate
+from simulators import SIMULATORS, simulate
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from trainer.simulators import camera
-from trainer.simulators.batch import ImageBatch
+from simulators import camera
+from simulators.batch import ImageBatch
 
 HEIGHT, WIDTH = 35, 55
 DOMAINS = ("synthetic", "real")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from trainer.simulators.batch import ImageBatch, save_npz
-from trainer.simulators.eyes import DOMAINS, simulate_eyes
+from simulators.batch import ImageBatch, save_npz
+from simulators.eyes import DOMAINS, simulate_eyes
 
 SIMULATORS: dict[str, Callable[..., ImageBatch]] = {"eyes": simulate_eyes}
 """Simulator name -> function(count, domain, seed, gap) -> ImageBatch."""

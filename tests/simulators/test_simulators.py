@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from simgan.cli import main
-from trainer.simulators import SIMULATORS, ImageBatch, save_npz, simulate, simulate_eyes
-from trainer.simulators.eyes import (
+from simulators import SIMULATORS, ImageBatch, save_npz, simulate, simulate_eyes
+from simulators.eyes import (
     EYELID_POINTS,
     Scene,
     annotate,
@@ -268,8 +268,8 @@ def test_cli_refuses_unknown_domain_and_missing_output(capsys: pytest.CaptureFix
 def test_importing_and_running_the_simulators_does_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import simgan.commands.simulate, trainer.simulators, trainer.simulators.grid\n"
-        "trainer.simulators.simulate('eyes', 2, 'real', 0)\n"
+        "import simgan.commands.simulate, simulators, simulators.grid\n"
+        "simulators.simulate('eyes', 2, 'real', 0)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
 
