@@ -16,7 +16,6 @@ the next number.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.files import atomic_write_bytes, rename_synced, sha256_file, write_synced
 from models.card import ModelCard
 
 ONNX_NAME = "model.onnx"
@@ -38,7 +38,6 @@ BUNDLED_DIR = Path(__file__).parent / "bundled"
 """The default refiner shipped in the repository; seeded into an empty registry."""
 
 _VERSION = re.compile(r"^v(\d+)$")
-ALIASES = ("latest", "active")
 
 
 class RegistryError(Exception):
@@ -47,29 +46,6 @@ class RegistryError(Exception):
 
 class ModelNotFound(RegistryError):
     """No published model answers to that version."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_synced(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def version_number(version: str) -> int:
@@ -149,9 +125,9 @@ class Registry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             evaluations = json.loads(path.read_text())["evaluations"] if path.is_file() else []
             evaluations.append({"recorded_at": datetime.now(UTC).isoformat(timespec="seconds"), **record})
-            tmp = path.with_name(f".{METRICS_NAME}.tmp-{os.getpid()}")
-            write_synced(tmp, json.dumps({"evaluations": evaluations}, indent=2, allow_nan=False).encode())
-            os.replace(tmp, path)
+            atomic_write_bytes(
+                path, json.dumps({"evaluations": evaluations}, indent=2, allow_nan=False).encode()
+            )
         return self.get(resolved)
 
     def onnx_path(self, version: str) -> Path:
@@ -192,14 +168,9 @@ class Registry:
                     created_at=card.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
                 )
                 write_synced(staging / CARD_NAME, final.to_json().encode())
-                fsync_dir(staging)
-                try:
-                    # Fails when the target exists and is not empty: someone else took this number.
-                    os.rename(staging, self.root / version)
-                except OSError:
+                if not rename_synced(staging, self.root / version):  # someone else took this number
                     number += 1
                     continue
-                fsync_dir(self.root)
                 return final
         finally:
             if staging.exists():
@@ -213,9 +184,7 @@ class Registry:
             target.unlink(missing_ok=True)
             return None
         resolved = self.resolve(version)
-        tmp = self.root / f".{ACTIVE_NAME}.tmp-{os.getpid()}"
-        write_synced(tmp, resolved.encode())
-        os.replace(tmp, target)
+        atomic_write_bytes(target, resolved.encode())
         return resolved
 
     def seed_bundled(self, bundled_dir: Path = BUNDLED_DIR) -> ModelCard | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.engine import Refiner
+from models.session import RefinerSession
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BatcherStopped(Exception):
 
 @dataclass
 class _Waiting:
-    refiner: Refiner
+    refiner: RefinerSession
     image: np.ndarray  # (H, W, C) uint8
     future: asyncio.Future[np.ndarray]
     since: float = field(default=0.0)
@@ -85,7 +85,7 @@ class Batcher:
         self._waiting = 0
         self._executor.shutdown(wait=True)
 
-    async def refine(self, refiner: Refiner, images: list[np.ndarray]) -> list[np.ndarray]:
+    async def refine(self, refiner: RefinerSession, images: list[np.ndarray]) -> list[np.ndarray]:
         """Refine uint8 (H, W, C) images with `refiner`; results in the same order."""
         if self._waiting + len(images) > self.queue_size:
             retry_after = max(1, math.ceil(self.max_delay_s * 2))

@@ -15,14 +15,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from core import __version__
+from core.images import allow_pixels
+from core.settings import Settings, get_settings
 from models.registry import Registry
 from service.api.errors import install_error_handlers
 from service.batching import Batcher
-from service.config import Settings, get_settings
-from service.images import allow_pixels
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
-from simgan import __version__
 
 logger = logging.getLogger(__name__)
 

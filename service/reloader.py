@@ -3,7 +3,7 @@
 A background thread asks the registry every `reload_poll_seconds` (and at once when poked)
 which version is active. When that is not the one loaded, it loads it off the event loop
 (sha256 check, onnxruntime session, warm-up) and swaps the reference in one assignment:
-requests already holding the old Refiner finish on it. A model that fails any step is
+requests already holding the old RefinerSession finish on it. A model that fails any step is
 logged once and skipped; the old one keeps serving. Versions a request names explicitly
 are loaded on demand and kept in a small LRU cache.
 """
@@ -16,9 +16,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from core.settings import Settings
 from models.registry import ModelNotFound, Registry, RegistryError, version_number
-from service.config import Settings
-from service.engine import Refiner, RefinerError, load_refiner
+from models.session import RefinerError, RefinerSession, load_refiner
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,9 @@ class Reloader:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
-        self._current: Refiner | None = None
+        self._current: RefinerSession | None = None
         self._failed: dict[Fingerprint, str] = {}
-        self._cache: OrderedDict[str, Refiner] = OrderedDict()
+        self._cache: OrderedDict[str, RefinerSession] = OrderedDict()
         self._lock = threading.RLock()  # one load at a time; the swap itself needs no lock
         self._cache_lock = threading.Lock()  # held only for dict operations, never during a load
         self._poke = threading.Event()
@@ -51,7 +51,7 @@ class Reloader:
         self.waiting_for = "no model checked yet"
 
     @property
-    def current(self) -> Refiner | None:
+    def current(self) -> RefinerSession | None:
         """The refiner serving requests for the active version (None until one loads)."""
         return self._current
 
@@ -81,7 +81,7 @@ class Reloader:
             self._poke.clear()
 
     # ---------------------------------------------------------------- swaps
-    def check(self) -> Refiner | None:
+    def check(self) -> RefinerSession | None:
         """Load and swap in the registry's active version if it is not the one serving (blocking)."""
         with self._lock:
             try:
@@ -105,7 +105,7 @@ class Reloader:
             self._swap(refiner)
             return refiner
 
-    def _newest_working(self, older_than: str) -> Refiner | None:
+    def _newest_working(self, older_than: str) -> RefinerSession | None:
         """With nothing serving (a fresh start), an older model beats none: try them newest first."""
         for version in reversed(self.registry.versions()):
             if version_number(version) >= version_number(older_than):
@@ -116,7 +116,7 @@ class Reloader:
                 continue
         return None
 
-    def activate(self, version: str) -> Refiner | None:
+    def activate(self, version: str) -> RefinerSession | None:
         """Pin `version` (`latest`: follow the newest) after loading it; a model that fails is not pinned."""
         with self._lock:
             if version == "latest":
@@ -128,7 +128,7 @@ class Reloader:
             self._swap(refiner)
             return refiner
 
-    def _swap(self, refiner: Refiner) -> None:
+    def _swap(self, refiner: RefinerSession) -> None:
         old = self._current
         self._current = refiner  # one reference assignment: requests see the old or the new, whole
         with self._cache_lock:
@@ -139,7 +139,7 @@ class Reloader:
         logger.info("serving model %s on %s", refiner.version, refiner.provider)
 
     # ------------------------------------------------------------- on demand
-    async def get(self, version: str | None) -> Refiner:
+    async def get(self, version: str | None) -> RefinerSession:
         """The refiner for a request: the active one by default, else `version` (loaded on demand)."""
         if version in (None, "", "active"):
             current = self._current
@@ -153,7 +153,7 @@ class Reloader:
             return found
         return await asyncio.to_thread(self._load_cached, resolved)
 
-    def _loaded(self, version: str) -> Refiner | None:
+    def _loaded(self, version: str) -> RefinerSession | None:
         current = self._current
         if current is not None and current.version == version:
             return current
@@ -163,7 +163,7 @@ class Reloader:
                 self._cache.move_to_end(version)
             return found
 
-    def _load_cached(self, version: str) -> Refiner:
+    def _load_cached(self, version: str) -> RefinerSession:
         with self._lock:
             found = self._loaded(version)
             if found is None:
@@ -171,7 +171,7 @@ class Reloader:
                 self._remember(found)
             return found
 
-    def _remember(self, refiner: Refiner) -> None:
+    def _remember(self, refiner: RefinerSession) -> None:
         with self._cache_lock:
             self._cache[refiner.version] = refiner
             self._cache.move_to_end(refiner.version)
@@ -186,7 +186,7 @@ class Reloader:
             return (version, 0, 0)
         return (version, stat.st_mtime_ns, stat.st_size)
 
-    def _load(self, version: str) -> Refiner:
+    def _load(self, version: str) -> RefinerSession:
         """load_refiner, turning every failure into ModelLoadError, logged once per model file."""
         fingerprint = self._fingerprint(version)
         if fingerprint in self._failed:

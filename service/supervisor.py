@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from service.config import Settings
+from core.settings import Settings
+from jobs.queue import QUEUES
 from service.redis_server import EmbeddedRedis, pid_alive
 
 log = logging.getLogger("simgan.serve")
 
-WORKER_QUEUES = ("train", "refine")
+
 RESTART_DELAY_SECONDS = 2.0
 """Pause before a worker that died is started again (it may be dying for a reason that persists)."""
 
@@ -124,7 +125,7 @@ class Supervisor:
         )
         self.workers = [
             Child(f"{queue} worker", [python, "-m", "simgan.cli", "worker", "--queues", queue])
-            for queue in WORKER_QUEUES
+            for queue in QUEUES
         ]
         self._stop_requested = False
 

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from simgan import __version__
+from core import __version__
 
 VERBS = (
     "simulate",

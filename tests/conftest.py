@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from service.config import Settings, get_settings
+from core.settings import Settings, get_settings
 from service.redis_server import EmbeddedRedis
 
 
@@ -46,9 +47,35 @@ def redis_url(redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 @pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Settings]]:
+    """Settings with state in this test's tmp dir, fast polling, no bundled model; override any field."""
+    monkeypatch.setenv("SIMGAN_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "home": tmp_path / "home",
+            "seed_bundled": False,
+            "reload_poll_seconds": 0.05,
+            "batch_max_delay_ms": 2.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    yield make
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def jobs_settings(redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    """Settings for tests that queue jobs: this test's SIMGAN_HOME and a clean Redis database."""
+    return make_settings()
+
+
+@pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Tiny networks on a shared CPU: more torch threads only contend (several times slower)."""
-    from trainer.tasks import torch_threads  # torch is imported only by tests that train
+    from trainer.task_models import torch_threads  # torch is imported only by tests that train
 
     with torch_threads(1):
         yield

@@ -20,7 +20,7 @@ def publish_tiny_refiner(
     """A real (untrained, seeded) refiner exported by the trainer and published into `registry`."""
     import torch
 
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
     from trainer.export import publish_refiner
     from trainer.networks import RefinerConfig, build_refiner
 
@@ -92,7 +92,7 @@ TINY_TRAIN_CONFIG = {
 
 def store_eye_dataset(data_path: Any, kind: str = "synthetic", count: int = 12, seed: int = 0) -> Any:
     """A simulated eye dataset (35x55 grayscale, annotated) stored in the dataset store at `data_path`."""
-    from service.datasets import DatasetStore
+    from core.datasets import DatasetStore
     from simulators import simulate
 
     batch = simulate("eyes", count, domain=kind, seed=seed)
@@ -269,8 +269,8 @@ TINY = {
 
 
 def tiny_config(**overrides: object) -> Any:
-    """TINY with `overrides`, as a TrainConfig (trainer.config is torch-free)."""
-    from trainer.config import TrainConfig
+    """TINY with `overrides`, as a TrainConfig (core.train_config is torch-free)."""
+    from core.train_config import TrainConfig
 
     return TrainConfig.from_overrides({**TINY, **overrides})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.config import settings_table
+from core.settings import settings_table
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -16,7 +16,7 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 def test_readme_settings_table_matches_the_settings_class() -> None:
     assert settings_table() in README, (
-        "regenerate it: python -c 'from service.config import settings_table as t; print(t())'"
+        "regenerate it: python -c 'from core.settings import settings_table as t; print(t())'"
     )
 
 

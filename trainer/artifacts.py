@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ARTIFACTS_DIR = "artifacts"
-"""Subdirectory of a run's workdir (SIMGAN_HOME/jobs/<id>/ for a job) that holds its pictures."""
-SAMPLES_NAME = "samples.png"
-CURVES_NAME = "loss_curves.png"
+from core.layout import CURVES_NAME, SAMPLES_NAME
+
 BACKGROUND = (255, 255, 255)
 INK = (40, 40, 40)
 GRID = (225, 225, 225)

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.layout import CHECKPOINT_NAME
+
 FORMAT = "simgan-checkpoint"
 FORMAT_VERSION = 1
 """Bumped when the layout changes; older builds refuse newer checkpoints."""
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class CheckpointError(RuntimeError):

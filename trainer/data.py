@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.datasets import read_dataset_dir
+from core.layout import IMAGES_NAME
+
 if TYPE_CHECKING:
     import torch
 
-STORE_IMAGES = "images.npy"
-STORE_ANNOTATIONS = "annotations.jsonl"
 FORMATS = ".npz, .h5 / .hdf5, or a stored dataset directory (with images.npy)"
 
 
@@ -99,17 +100,12 @@ def _load_h5(path: Path) -> ImageSet:
 
 
 def _load_store_dir(path: Path) -> ImageSet:
-    if not (path / STORE_IMAGES).is_file():
-        raise DataError(f"{path}: a dataset directory needs {STORE_IMAGES}; use {FORMATS}")
-    images = as_nhwc(np.load(path / STORE_IMAGES, allow_pickle=False), str(path / STORE_IMAGES))
-    annotations = names = None
-    if (path / STORE_ANNOTATIONS).is_file():
-        lines = (path / STORE_ANNOTATIONS).read_text().splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-        names = [str(r.pop("file", "")) for r in records]
-        annotations = records
-    _check_aligned(path, len(images), annotations, names)
-    return ImageSet(images, annotations, names)
+    if not (path / IMAGES_NAME).is_file():
+        raise DataError(f"{path}: a dataset directory needs {IMAGES_NAME}; use {FORMATS}")
+    images, annotations, names = read_dataset_dir(path)
+    images = as_nhwc(images, str(path / IMAGES_NAME))
+    _check_aligned(path, len(images), annotations, names or None)
+    return ImageSet(images, annotations, names or None)
 
 
 def _parse_annotations(text: str, path: Path) -> list[Any]:

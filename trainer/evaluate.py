@@ -3,7 +3,7 @@
 1. Downstream gap closure: one small task model trained on synthetic, on refined and (oracle) on
    labeled real images, each tested on held-out labeled real images;
    gap_closed = (e_syn - e_ref) / (e_syn - e_real). Each "task model" is an ensemble of a few small
-   nets (tasks.Ensemble): a single net's error on the other domain swings with its seed.
+   nets (task_models.Ensemble): a single net's error on the other domain swings with its seed.
 2. Realism: held-out balanced accuracy of a fresh real-vs-refined classifier, and of real-vs-synthetic
    for contrast (0.5 = indistinguishable).
 3. Kernel distance (KID-style): unbiased MMD^2, cubic polynomial kernel, between refined and real, on
@@ -28,8 +28,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trainer import tasks
-from trainer.tasks import Budget
+from models.session import CPU, RefinerSession
+from trainer import task_models
+from trainer.task_models import TaskBudget
 
 RefineFn = Callable[[np.ndarray], np.ndarray]
 """uint8 (N, H, W, C) -> uint8 (N, H, W, C)."""
@@ -42,7 +43,7 @@ MAX_IMAGES = 2000
 the image count: about two minutes on a shared 2-core CPU at the default budget."""
 
 REFINE_BATCH = 256
-DEFAULT_BUDGET = Budget()
+DEFAULT_BUDGET = TaskBudget()
 
 
 class EvaluationError(ValueError):
@@ -145,17 +146,12 @@ def gap_closed(error_synthetic: float, error_refined: float, error_real: float) 
     return (error_synthetic - error_refined) / gap
 
 
-def onnx_refiner(onnx_path: str, input_name: str = "image", output_name: str = "refined") -> RefineFn:
-    """Refine with onnxruntime on the CPU (deterministic), in batches."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+def onnx_refiner(session: RefinerSession) -> RefineFn:
+    """Refine through an onnxruntime session, in batches."""
 
     def refine(images: np.ndarray) -> np.ndarray:
         out = [
-            session.run([output_name], {input_name: np.ascontiguousarray(images[i : i + REFINE_BATCH])})[0]
+            session.refine(np.ascontiguousarray(images[i : i + REFINE_BATCH]))
             for i in range(0, len(images), REFINE_BATCH)
         ]
         return np.concatenate(out)
@@ -166,8 +162,8 @@ def onnx_refiner(onnx_path: str, input_name: str = "image", output_name: str = "
 def published_refiner(version: str, registry: Any) -> tuple[str, RefineFn]:
     """(resolved version, refine function) for a model in the registry, after its sha256 check."""
     card = registry.verify(version)
-    path = registry.onnx_path(card.version)
-    return card.version, onnx_refiner(str(path), card.io.input_name, card.io.output_name)
+    session = RefinerSession(registry.onnx_path(card.version), card, providers=[CPU])
+    return card.version, onnx_refiner(session)
 
 
 def _sample(count: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -196,7 +192,7 @@ def realism(
     real: np.ndarray,
     *,
     seed: int,
-    budget: Budget,
+    budget: TaskBudget,
     device: str,
     control: np.ndarray | None = None,
 ) -> dict[str, float]:
@@ -208,22 +204,24 @@ def realism(
     rng = np.random.default_rng(seed + 1)
     fake_train, fake_test = _halves(len(synthetic), rng)
     real_train, real_test = _halves(len(real), rng)
-    vs_synthetic = tasks.fit_domain_classifier(
+    vs_synthetic = task_models.fit_domain_classifier(
         real[real_train], synthetic[fake_train], seed=seed, budget=budget, device=device
     )
-    vs_refined = tasks.fit_domain_classifier(
+    vs_refined = task_models.fit_domain_classifier(
         real[real_train], refined[fake_train], seed=seed, budget=budget, device=device
     )
     # Features of held-out images from the net that learned what tells synthetic from real.
     real_features = vs_synthetic.features(real[real_test])
 
     def kid(images: np.ndarray) -> float:
-        features = tasks.scale_like(vs_synthetic.features(images), real_features)
-        return tasks.kernel_distance(features, tasks.scale_like(real_features, real_features))
+        features = task_models.scale_like(vs_synthetic.features(images), real_features)
+        return task_models.kernel_distance(features, task_models.scale_like(real_features, real_features))
 
     figures = {
-        "accuracy_real_vs_refined": tasks.domain_accuracy(vs_refined, real[real_test], refined[fake_test]),
-        "accuracy_real_vs_synthetic": tasks.domain_accuracy(
+        "accuracy_real_vs_refined": task_models.domain_accuracy(
+            vs_refined, real[real_test], refined[fake_test]
+        ),
+        "accuracy_real_vs_synthetic": task_models.domain_accuracy(
             vs_synthetic, real[real_test], synthetic[fake_test]
         ),
         "kid_refined_vs_real": kid(refined[fake_test]),
@@ -231,10 +229,10 @@ def realism(
     }
     if control is not None:
         other_train, other_test = _halves(len(control), rng)
-        vs_real = tasks.fit_domain_classifier(
+        vs_real = task_models.fit_domain_classifier(
             real[real_train], control[other_train], seed=seed, budget=budget, device=device
         )
-        figures["accuracy_real_vs_real"] = tasks.domain_accuracy(
+        figures["accuracy_real_vs_real"] = task_models.domain_accuracy(
             vs_real, real[real_test], control[other_test]
         )
         figures["kid_real_vs_real"] = kid(control[other_test])
@@ -242,18 +240,18 @@ def realism(
 
 
 def _fit_task(
-    images: np.ndarray, y: np.ndarray, targets: Targets, seed: int, budget: Budget, device: str
-) -> tasks.Ensemble:
+    images: np.ndarray, y: np.ndarray, targets: Targets, seed: int, budget: TaskBudget, device: str
+) -> task_models.Ensemble:
     """`budget.members` task models on (images, y), seeds derived from `seed`, as one ensemble."""
     seeds = [seed * 1000 + member for member in range(budget.members)]
     if targets.kind == "regression":
-        return tasks.Ensemble(
-            [tasks.fit_regressor(images, y, seed=s, budget=budget, device=device) for s in seeds]
+        return task_models.Ensemble(
+            [task_models.fit_regressor(images, y, seed=s, budget=budget, device=device) for s in seeds]
         )
     classes = len(targets.classes)
-    return tasks.Ensemble(
+    return task_models.Ensemble(
         [
-            tasks.fit_classifier(images, y, seed=s, classes=classes, budget=budget, device=device)
+            task_models.fit_classifier(images, y, seed=s, classes=classes, budget=budget, device=device)
             for s in seeds
         ]
     )
@@ -268,7 +266,7 @@ def downstream(
     targets: Targets,
     *,
     seed: int,
-    budget: Budget,
+    budget: TaskBudget,
     device: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(gap closure, label preservation) figures; `real` is split into the oracle's train and test halves."""
@@ -305,7 +303,7 @@ def evaluate(
     targets: Sequence[str] | None = None,
     task: str = "auto",
     max_images: int = MAX_IMAGES,
-    budget: Budget = DEFAULT_BUDGET,
+    budget: TaskBudget = DEFAULT_BUDGET,
 ) -> dict[str, Any]:
     """Measure a refiner: a published `model` version (refined through its ONNX file; `registry`
     defaults to the configured one) or a refine function uint8 (N, H, W, C) -> same.
@@ -317,8 +315,8 @@ def evaluate(
     version: str | None = None
     if isinstance(model, str):
         if registry is None:
+            from core.settings import get_settings
             from models import Registry
-            from service.config import get_settings
 
             registry = Registry(get_settings().models_path)
         version, refine = published_refiner(model, registry)

@@ -93,7 +93,7 @@ def parity_error(wrapper: nn.Module, path: Path, channels: int, seed: int = 0) -
 
 
 def _producer() -> dict[str, str]:
-    from simgan import __version__
+    from core import __version__
 
     return {"simgan": __version__, "torch": torch.__version__}
 

@@ -1,7 +1,7 @@
 """Which checkpoint to publish: GAN training oscillates, so the last step is not always the best.
 
 The criterion needs no labels. At each checkpoint the refiner refines a fixed sample of synthetic
-images, and a fresh real-vs-refined classifier (trainer/tasks.py, the evaluation's realism test) is
+images, and a fresh real-vs-refined classifier (trainer/task_models.py, the evaluation's realism test) is
 trained on half of them against real images and tested on the other half: the lower its held-out
 accuracy, the more real the refiner's output looks (0.5 = indistinguishable). A checkpoint is
 eligible only while its refiner moves pixels no further than `bound_factor` times the least any map
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer import tasks
-from trainer.tasks import Budget
+from trainer import task_models
+from trainer.task_models import TaskBudget
 
 CRITERION = "realism_accuracy"
 PROBE_SIZE = 256
@@ -35,7 +35,7 @@ PROBE_SIZE = 256
 BOUND_FACTOR = 2.0
 """Eligible refiners move pixels (mean |R(x) - x|) at most this many times the synthetic-to-real W1."""
 
-SELECTION_BUDGET = Budget(steps=200, batch_size=64)
+SELECTION_BUDGET = TaskBudget(steps=200, batch_size=64)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def refine_with_module(refiner: nn.Module, images: np.ndarray, batch: int = 128)
     try:
         out = []
         for start in range(0, len(images), batch):
-            x = tasks.to_tensor(images[start : start + batch]).to(device)  # (B, C, H, W) in [-1, 1]
+            x = task_models.to_tensor(images[start : start + batch]).to(device)  # (B, C, H, W) in [-1, 1]
             y = torch.round((refiner(x).float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
             out.append(y.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C)
         return np.concatenate(out)
@@ -83,7 +83,7 @@ class CheckpointSelector:
         seed: int = 0,
         probe_size: int = PROBE_SIZE,
         bound_factor: float = BOUND_FACTOR,
-        budget: Budget = SELECTION_BUDGET,
+        budget: TaskBudget = SELECTION_BUDGET,
     ) -> None:
         rng = np.random.default_rng(seed)
         syn = synthetic[rng.permutation(len(synthetic))[: 2 * probe_size]]
@@ -93,7 +93,9 @@ class CheckpointSelector:
         self.seed, self.budget, self.synthetic = seed, budget, syn
         self.half = len(syn) // 2  # synthetic[:half] trains each classifier, synthetic[half:] tests it
         self.fit_real, self.probe_real = real[: len(real) // 2], real[len(real) // 2 :]
-        self.features = tasks.fit_domain_classifier(self.fit_real, syn[: self.half], seed=seed, budget=budget)
+        self.features = task_models.fit_domain_classifier(
+            self.fit_real, syn[: self.half], seed=seed, budget=budget
+        )
         self._real_raw = self.features.features(self.probe_real)
         self.max_reg_distance = bound_factor * pixel_w1(syn, real)
         self.candidates: list[Candidate] = []
@@ -101,17 +103,17 @@ class CheckpointSelector:
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def distance(self, refined: np.ndarray) -> float:
-        reference = tasks.scale_like(self._real_raw, self._real_raw)
-        return tasks.kernel_distance(
-            tasks.scale_like(self.features.features(refined), self._real_raw), reference
+        reference = task_models.scale_like(self._real_raw, self._real_raw)
+        return task_models.kernel_distance(
+            task_models.scale_like(self.features.features(refined), self._real_raw), reference
         )
 
     def realism(self, refined: np.ndarray) -> float:
         """Held-out accuracy of a fresh real-vs-refined classifier; `refined` aligned with self.synthetic."""
-        classifier = tasks.fit_domain_classifier(
+        classifier = task_models.fit_domain_classifier(
             self.fit_real, refined[: self.half], seed=self.seed, budget=self.budget
         )
-        return tasks.domain_accuracy(classifier, self.probe_real, refined[self.half :])
+        return task_models.domain_accuracy(classifier, self.probe_real, refined[self.half :])
 
     def score(self, step: int, refine: Callable[[np.ndarray], np.ndarray]) -> Candidate:
         refined = refine(self.synthetic)

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.layout import ARTIFACTS_DIR, CHECKPOINT_NAME
+from core.train_config import LEGACY_VALUES, ConfigError, TrainConfig
 from models import Registry
-from trainer.artifacts import ARTIFACTS_DIR, write_artifacts
-from trainer.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from trainer.config import LEGACY_VALUES, ConfigError, TrainConfig
+from trainer.artifacts import write_artifacts
+from trainer.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from trainer.data import DeviceImages, as_nhwc
 from trainer.device import autocast, prepare_module, resolve_device
 from trainer.history import ImageHistory

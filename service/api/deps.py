@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from core.settings import Settings
 from models.registry import Registry
 from service.batching import Batcher
-from service.config import Settings
 from service.metrics import Metrics
 from service.reloader import Reloader
 

@@ -6,9 +6,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from core.errors import ClientError
 from models.registry import ModelNotFound, RegistryError
 from service.batching import BatcherStopped, QueueFull
-from service.images import ImageError
 from service.reloader import ModelLoadError, NotReady
 
 NOT_READY_RETRY_AFTER = 5
@@ -29,7 +29,7 @@ def describe_validation(exc: RequestValidationError) -> str:
 
 
 async def _image_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ImageError)
+    assert isinstance(exc, ClientError)
     return problem(exc.status_code, exc.detail)
 
 
@@ -65,7 +65,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ImageError, _image_error)
+    app.add_exception_handler(ClientError, _image_error)
     # ModelNotFound is a RegistryError; any RegistryError reaching a route is a bad version name.
     app.add_exception_handler(ModelNotFound, _not_found)
     app.add_exception_handler(RegistryError, _not_found)

@@ -81,7 +81,7 @@ async def _http(app: Any, png: bytes, requests: int, clients: int) -> float:
 async def _http_figures(
     settings_overrides: dict[str, Any], png: bytes, args: argparse.Namespace
 ) -> list[float]:
-    from service.config import Settings
+    from core.settings import Settings
     from service.main import create_app
 
     app = create_app(Settings(**settings_overrides))
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
+    from core.settings import Settings
     from models import Registry
-    from service.config import Settings
-    from service.engine import load_refiner
+    from models.session import load_refiner
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.images, args.height, args.width, 1), dtype=np.uint8)

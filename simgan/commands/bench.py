@@ -97,13 +97,13 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
     """Simulate, train, publish into a scratch registry, evaluate; the run's figures."""
     import torch
 
+    from core.layout import CURVES_NAME, SAMPLES_NAME
+    from core.train_config import TrainConfig
     from models import Registry
-    from trainer.artifacts import CURVES_NAME, SAMPLES_NAME
-    from trainer.config import TrainConfig
+    from simulators import simulate
     from trainer.evaluate import evaluate
     from trainer.selection import CheckpointSelector
-    from simulators import simulate
-    from trainer.tasks import Budget
+    from trainer.task_models import TaskBudget
     from trainer.training import train
 
     if args.threads:
@@ -136,7 +136,7 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
             labeled,
             seed=seed,
             registry=registry,
-            budget=Budget(steps=args.task_steps),
+            budget=TaskBudget(steps=args.task_steps),
         )
         if (
             seed == _numbers(args.seeds, int)[0]

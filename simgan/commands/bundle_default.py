@@ -47,12 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import hashlib
 
+    from core.train_config import ConfigError, TrainConfig
     from models import Registry
     from models.registry import CARD_NAME, ONNX_NAME
     from simgan.commands.train import console_progress, parse_overrides
-    from trainer.config import ConfigError, TrainConfig
-    from trainer.selection import CheckpointSelector
     from simulators import simulate
+    from trainer.selection import CheckpointSelector
     from trainer.training import train
 
     try:

@@ -89,11 +89,11 @@ def summary(metrics: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
     from models import Registry, RegistryError
-    from service.config import get_settings
     from trainer.data import DataError, load_images
     from trainer.evaluate import EvaluationError, evaluate
-    from trainer.tasks import Budget
+    from trainer.task_models import TaskBudget
 
     settings = get_settings()
     registry = Registry(settings.models_path)
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             targets=targets,
             task=args.task,
             max_images=args.max_images,
-            budget=Budget(steps=args.task_steps),
+            budget=TaskBudget(steps=args.task_steps),
         )
     except (FileNotFoundError, DataError, EvaluationError, RegistryError) as exc:
         print(f"simgan evaluate: {exc}", file=sys.stderr)

@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
     from models import Registry
-    from service.config import get_settings
     from trainer.checkpoint import CheckpointError
     from trainer.export import ExportError, export_checkpoint
 

@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
     from models import Registry
-    from service.config import get_settings
 
     registry = Registry(get_settings().models_path)
     cards = registry.list()

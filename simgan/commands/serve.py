@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from service.config import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     host = args.host or settings.host
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.redis_url:
         import uvicorn
 
-        from service.queue import public_url
+        from jobs.queue import public_url
 
         logging.getLogger("simgan.serve").info(
             "API only; jobs go to Redis at %s", public_url(settings.redis_url)

@@ -110,10 +110,10 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from core.train_config import ConfigError, TrainConfig
     from models import Registry
-    from service.config import get_settings
     from trainer.checkpoint import load_checkpoint
-    from trainer.config import ConfigError, TrainConfig
     from trainer.data import DataError, load_images
     from trainer.selection import CheckpointSelector
     from trainer.training import describe_datasets, train

@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-QUEUE_NAMES = ("train", "refine")
+from jobs.queue import QUEUES as QUEUE_NAMES
 
 
 def _queues(text: str) -> list[str]:
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _wait_for_redis(url: str) -> object:
     import redis
 
-    from service.queue import unavailable
+    from jobs.queue import unavailable
 
     connection = redis.Redis.from_url(url)
     announced = False
@@ -66,8 +66,8 @@ def _wait_for_redis(url: str) -> object:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from service.config import get_settings
-    from service.worker import build_worker
+    from core.settings import get_settings
+    from jobs.worker import build_worker
 
     settings = get_settings()
     if not settings.redis_url:

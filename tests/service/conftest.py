@@ -7,18 +7,16 @@ driven through httpx's ASGI transport, so tests can send many requests concurren
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from core.settings import Settings
 from models import ModelCard, Registry
-from service.config import Settings, get_settings
 from service.main import create_app
 from tests.factories import publish_tiny_refiner
 
@@ -51,26 +49,6 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Settings]]:
-    """Settings with state in this test's tmp dir, fast polling, no bundled model; override any field."""
-    monkeypatch.setenv("SIMGAN_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "home": tmp_path / "home",
-            "seed_bundled": False,
-            "reload_poll_seconds": 0.05,
-            "batch_max_delay_ms": 2.0,
-        }
-        values.update(overrides)
-        return Settings(**values)
-
-    yield make
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
+from core.datasets import DatasetStore
+from core.settings import Settings
 from service.api.routes.datasets import MAX_SIMULATE_COUNT
-from service.config import Settings
-from service.datasets import DatasetStore
 from service.main import create_app
 from tests.factories import h5_file, image_file, npz_file, random_images, zip_file
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.settings import Settings
 from models import ModelCard, Registry, RegistryError
-from service.config import Settings
-from service.engine import CPU, CUDA, RefinerError, choose_providers, cuda_unusable_reason, load_refiner
+from models.session import CPU, CUDA, RefinerError, choose_providers, cuda_unusable_reason, load_refiner
 from tests.factories import random_images
 
 

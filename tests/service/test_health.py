@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from service.config import Settings
+from core.settings import Settings
 from service.main import create_app
 
 if TYPE_CHECKING:

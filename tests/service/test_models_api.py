@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from core.settings import Settings
 from models import ModelCard, Registry
-from service.config import Settings
 from service.main import create_app
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_building_the_app_does_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from service.config import Settings\n"
+        "from core.settings import Settings\n"
         "from service.main import create_app\n"
         f"create_app(Settings(home={str(tmp_path)!r}, seed_bundled=False))\n"
-        "import service.engine, service.reloader, service.batching, service.images\n"
+        "import models.session, service.reloader, service.batching, core.images\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "print(loaded)\n"
         "sys.exit(1 if loaded else 0)\n"

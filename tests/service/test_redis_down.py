@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.settings import Settings
 from models import ModelCard
-from service.config import Settings
 from service.main import create_app
 from service.redis_server import EmbeddedRedis
 from tests.factories import image_file, live_server, random_images, store_eye_dataset

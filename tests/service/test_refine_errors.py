@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
+from core.settings import Settings
 from models import ModelCard
-from service.config import Settings
 from service.main import create_app
 from tests.factories import image_file, png_header_only, random_images
 

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from core.datasets import DatasetStore
+from core.settings import Settings
 from models import ModelCard, Registry
-from service.config import Settings
-from service.datasets import DatasetStore
-from service.engine import load_refiner
+from models.session import load_refiner
 from service.main import create_app
 from tests.factories import live_server, run_queued_jobs, store_eye_dataset
 from tests.service.conftest import TinyModels
-
-
-@pytest.fixture
-def jobs_settings(redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
+from core.settings import Settings
 from models import ModelCard, Registry
-from service.config import Settings
-from service.engine import load_refiner
+from models.session import load_refiner
 from service.main import create_app
 from tests.factories import image_file, random_images, read_image
 

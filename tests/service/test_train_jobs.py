@@ -19,20 +19,15 @@ from PIL import Image
 from rq import Queue
 from rq.job import Job
 
+from core.datasets import DatasetStore
+from core.settings import Settings, get_settings
 from models import Registry
-from service.config import Settings, get_settings
-from service.datasets import DatasetStore
 from service.main import create_app
 from service.redis_server import pid_alive
 from service.supervisor import children_of
 from tests.factories import TINY_TRAIN_CONFIG, live_server, run_queued_jobs, store_eye_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # jobs train in this process
-
-
-@pytest.fixture
-def jobs_settings(redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
 
 
 @pytest.fixture

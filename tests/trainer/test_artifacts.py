@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.layout import CURVES_NAME, SAMPLES_NAME
 from tests.factories import uniform_images
-from trainer.artifacts import CURVES_NAME, SAMPLES_NAME, loss_curves, sample_grid, write_artifacts
+from trainer.artifacts import loss_curves, sample_grid, write_artifacts
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from trainer.config import CONFIG_KEYS, ConfigError, TrainConfig
+from core.train_config import CONFIG_KEYS, ConfigError, TrainConfig
 
 DESIGN_KEYS = (
     *("steps", "batch_size", "refiner_lr", "discriminator_lr", "optimizer", "lambda_reg"),
@@ -80,7 +80,7 @@ def test_config_round_trips_through_its_dict() -> None:
 
 
 def test_config_module_does_not_import_torch() -> None:
-    code = "import sys, trainer.config; sys.exit('torch' in sys.modules)"
+    code = "import sys, core.train_config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -10,17 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.settings import Settings
 from models import Registry
-from service.config import Settings
 from simgan.cli import main
-from tests.factories import publish_tiny_refiner, uniform_images
-from trainer import tasks
-from trainer.evaluate import EvaluationError, choose_targets, evaluate, gap_closed, target_array
 from simulators import save_npz, simulate
-from trainer.tasks import Budget
+from tests.factories import publish_tiny_refiner, uniform_images
+from trainer import task_models
+from trainer.evaluate import EvaluationError, choose_targets, evaluate, gap_closed, target_array
+from trainer.task_models import TaskBudget
 
-TINY = Budget(steps=40, batch_size=32)
-QUICK = Budget(steps=8, batch_size=16, members=2)
+TINY = TaskBudget(steps=40, batch_size=32)
+QUICK = TaskBudget(steps=8, batch_size=16, members=2)
 """Task models that learn nothing much: enough to run the evaluation end to end on eye images."""
 
 
@@ -43,31 +43,31 @@ def test_gap_closed_is_undefined_when_real_data_is_no_better_than_synthetic() ->
 def test_realism_classifier_is_near_one_on_trivially_separable_images() -> None:
     real = uniform_images(200, 0, 80, seed=1)
     other = uniform_images(200, 170, 256, seed=2)
-    classifier = tasks.fit_domain_classifier(real[:100], other[:100], seed=0, budget=TINY)
-    assert tasks.domain_accuracy(classifier, real[100:], other[100:]) > 0.95
+    classifier = task_models.fit_domain_classifier(real[:100], other[:100], seed=0, budget=TINY)
+    assert task_models.domain_accuracy(classifier, real[100:], other[100:]) > 0.95
 
 
 def test_realism_classifier_is_near_chance_on_one_distribution() -> None:
     real = uniform_images(400, 0, 256, seed=1)
     other = uniform_images(400, 0, 256, seed=2)
-    classifier = tasks.fit_domain_classifier(real[:200], other[:200], seed=0, budget=TINY)
-    assert abs(tasks.domain_accuracy(classifier, real[200:], other[200:]) - 0.5) < 0.1
+    classifier = task_models.fit_domain_classifier(real[:200], other[:200], seed=0, budget=TINY)
+    assert abs(task_models.domain_accuracy(classifier, real[200:], other[200:]) - 0.5) < 0.1
 
 
 def test_kernel_distance_is_near_zero_for_one_distribution_and_larger_for_a_shifted_one() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))
     shifted = rng.normal(size=(300, 16)) + 0.5
-    same = tasks.kernel_distance(a, b)
+    same = task_models.kernel_distance(a, b)
     assert abs(same) < 0.05
-    assert tasks.kernel_distance(a, shifted) > 10 * max(abs(same), 1e-3)
+    assert task_models.kernel_distance(a, shifted) > 10 * max(abs(same), 1e-3)
 
 
 def test_task_models_are_the_same_for_the_same_seed() -> None:
     images = uniform_images(64, 0, 256)
     targets = np.linspace(-1, 1, 128).reshape(64, 2)
-    first = tasks.fit_regressor(images, targets, seed=3, budget=TINY).predict(images)
-    second = tasks.fit_regressor(images, targets, seed=3, budget=TINY).predict(images)
+    first = task_models.fit_regressor(images, targets, seed=3, budget=TINY).predict(images)
+    second = task_models.fit_regressor(images, targets, seed=3, budget=TINY).predict(images)
     np.testing.assert_array_equal(first, second)
 
 

@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from core.settings import Settings
+from core.train_config import TrainConfig
 from models import Registry
-from service.config import Settings
 from simgan.cli import main
 from tests.factories import publish_tiny_refiner
-from trainer.config import TrainConfig
 from trainer.export import ExportError, Uint8Refiner, publish_refiner
 from trainer.networks import RefinerConfig, build_refiner
 from trainer.training import train

@@ -9,11 +9,11 @@ import pytest
 
 from models import Registry
 from tests.factories import publish_tiny_refiner, shift_refiner, uniform_images
-from trainer.evaluate import onnx_refiner
+from trainer.evaluate import published_refiner
 from trainer.selection import CheckpointSelector, pixel_w1, refine_with_module
-from trainer.tasks import Budget
+from trainer.task_models import TaskBudget
 
-FAST = Budget(steps=40, batch_size=32)
+FAST = TaskBudget(steps=40, batch_size=32)
 
 
 @pytest.fixture
@@ -75,6 +75,6 @@ def test_torch_refining_matches_the_published_onnx_model(tmp_path: Path) -> None
     torch.manual_seed(5)
     refiner = build_refiner(RefinerConfig(channels=1, width=8, blocks=1))
     images = uniform_images(6, 0, 256, height=35, width=55)
-    served = onnx_refiner(str(registry.onnx_path(card.version)))(images)
+    served = published_refiner(card.version, registry)[1](images)
     ours = refine_with_module(refiner, images)
     assert np.abs(served.astype(int) - ours.astype(int)).max() <= 1

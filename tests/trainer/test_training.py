@@ -10,13 +10,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from core.layout import ARTIFACTS_DIR, CURVES_NAME, SAMPLES_NAME
+from core.settings import Settings
+from core.train_config import ConfigError, TrainConfig
 from models import Registry
-from service.config import Settings
 from simgan.cli import main
 from tests.factories import TINY, tiny_config, tiny_images
-from trainer.artifacts import ARTIFACTS_DIR, CURVES_NAME, SAMPLES_NAME, sample_grid
+from trainer.artifacts import sample_grid
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.config import ConfigError, TrainConfig
 from trainer.data import DataError, load_images
 from trainer.networks import RefinerConfig, build_refiner
 from trainer.training import PHASES, Progress, SimGAN, TrainingError, TrainResult, train

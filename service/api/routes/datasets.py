@@ -1,5 +1,5 @@
 """Datasets over HTTP: upload an archive or array file, make one with a built-in simulator,
-list, inspect, delete. The store (service.datasets) does the work; these routes translate.
+list, inspect, delete. The store (core.datasets) does the work; these routes translate.
 
 Reads (GET) come from disk and work without Redis. Writes (POST, DELETE) pass through
 `dataset_write_guard`, the one place where the job system says whether a write may happen.
@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
+from core.datasets import KINDS, DatasetInfo, DatasetStore
+from core.errors import ClientError
+from core.limits import ACCEPTED, Limits
 from service.api.deps import SettingsDep
 from service.api.schemas import Problem
-from service.archives import ACCEPTED, Limits
-from service.datasets import KINDS, DatasetError, DatasetInfo, DatasetStore
 from simulators import SIMULATORS, simulate
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -96,7 +97,7 @@ def dataset_write_guard(request: Request) -> None:
     while a queued or running job uses the dataset. Reads never pass through here."""
     import redis
 
-    from service import queue
+    from jobs import queue
 
     settings = request.app.state.settings
     try:
@@ -130,7 +131,7 @@ StoreDep = Annotated[DatasetStore, Depends(get_store)]
 def _as_http() -> Iterator[None]:
     try:
         yield
-    except DatasetError as error:
+    except ClientError as error:
         raise HTTPException(error.status_code, error.detail) from None
 
 

@@ -19,19 +19,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from core.annotations import loads_json, parse_annotations
+from core.errors import ClientError
+from core.images import decode_base64, decode_image, encode_base64, encode_png
+from core.settings import Settings
+from models.session import RefinerSession
 from service.api.deps import BatcherDep, ReloaderDep, SettingsDep
 from service.api.schemas import REFINE_REQUEST_BODY, REFINE_RESPONSES, RefineRequest
-from service.config import Settings
-from service.engine import Refiner
-from service.images import (
-    ImageError,
-    decode_base64,
-    decode_image,
-    encode_base64,
-    encode_png,
-    loads_json,
-    parse_annotations,
-)
 
 router = APIRouter(tags=["refine"])
 
@@ -51,8 +45,8 @@ class Upload:
 
 # ---------------------------------------------------------------- reading
 async def _limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    def too_large(size: str) -> ImageError:
-        return ImageError(
+    def too_large(size: str) -> ClientError:
+        return ClientError(
             413,
             f"the request body is {size} bytes; the limit is {limit} bytes per request "
             "(SIMGAN_MAX_REQUEST_BYTES): send fewer or smaller images per request",
@@ -69,8 +63,8 @@ async def _limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes,
         yield chunk
 
 
-def _too_many(count: int | str, limit: int) -> ImageError:
-    return ImageError(
+def _too_many(count: int | str, limit: int) -> ClientError:
+    return ClientError(
         413,
         f"the request has {count} images; the limit is {limit} images per request "
         "(SIMGAN_MAX_IMAGES_PER_REQUEST): split it into several requests",
@@ -91,7 +85,7 @@ async def _read_multipart(request: Request, settings: Settings) -> Upload:
     except MultiPartException as exc:
         if exc.message.startswith("Too many files"):
             raise _too_many(f"more than {limit}", limit) from exc
-        raise ImageError(400, f"the multipart body is malformed: {exc.message}") from exc
+        raise ClientError(400, f"the multipart body is malformed: {exc.message}") from exc
     try:
         return await _upload_from_form(form)
     finally:
@@ -101,23 +95,23 @@ async def _read_multipart(request: Request, settings: Settings) -> Upload:
 async def _upload_from_form(form: FormData) -> Upload:
     unknown = sorted({name for name in form if name not in MULTIPART_FIELDS})
     if unknown:
-        raise ImageError(422, f"unknown form field(s) {unknown}; send 'image' parts, 'annotations', 'model'")
+        raise ClientError(422, f"unknown form field(s) {unknown}; send 'image' parts, 'annotations', 'model'")
     files, labels = [], []
     for number, part in enumerate(form.getlist("image"), start=1):
         if not isinstance(part, UploadFile):
-            raise ImageError(
+            raise ClientError(
                 400, f"image {number} was sent as a text field; send it as a file (-F image=@eye.png)"
             )
         labels.append(f"image {number} ('{part.filename}')")
         files.append(await part.read())
     if not files:
-        raise ImageError(422, "no image: send one or more file parts named 'image'")
+        raise ClientError(422, "no image: send one or more file parts named 'image'")
     texts = {
         name: [v for v in form.getlist(name) if isinstance(v, str) and v.strip()]
         for name in MULTIPART_FIELDS[1:]
     }
     if any(len(values) > 1 for values in texts.values()):
-        raise ImageError(
+        raise ClientError(
             422, "send 'annotations' and 'model' at most once each (annotations as one JSON list)"
         )
     annotations = parse_annotations(texts["annotations"][0] if texts["annotations"] else None, len(files))
@@ -129,11 +123,11 @@ async def _read_json(request: Request, settings: Settings) -> Upload:
     try:
         parsed = RefineRequest.model_validate(loads_json(body))
     except ValueError as exc:  # json.JSONDecodeError and pydantic.ValidationError are ValueErrors
-        raise ImageError(422, f"the JSON body is not a refine request: {_explain(exc)}") from exc
+        raise ClientError(422, f"the JSON body is not a refine request: {_explain(exc)}") from exc
     if len(parsed.images) > settings.max_images_per_request:
         raise _too_many(len(parsed.images), settings.max_images_per_request)
     if not parsed.images:
-        raise ImageError(422, "no image: send at least one entry in 'images'")
+        raise ClientError(422, "no image: send at least one entry in 'images'")
     labels = [f"images[{i}]" for i in range(len(parsed.images))]
     files = [decode_base64(image.data, label) for image, label in zip(parsed.images, labels, strict=True)]
     return Upload(files, labels, [image.annotations for image in parsed.images], parsed.model or None)
@@ -151,13 +145,13 @@ async def read_upload(request: Request, settings: Settings) -> Upload:
         return await _read_multipart(request, settings)
     if content_type == "application/json" or content_type.endswith("+json"):
         return await _read_json(request, settings)
-    raise ImageError(
+    raise ClientError(
         415, f"Content-Type '{content_type}' is not accepted; send multipart/form-data or application/json"
     )
 
 
 # ------------------------------------------------------------ decode, answer
-def decode_all(upload: Upload, refiner: Refiner, max_pixels: int) -> list[np.ndarray]:
+def decode_all(upload: Upload, refiner: RefinerSession, max_pixels: int) -> list[np.ndarray]:
     """Decode every file to uint8 (H, W, C) and check its channels against the model."""
     images = [
         decode_image(data, label, max_pixels) for data, label in zip(upload.files, upload.labels, strict=True)
@@ -165,7 +159,7 @@ def decode_all(upload: Upload, refiner: Refiner, max_pixels: int) -> list[np.nda
     for image, label in zip(images, upload.labels, strict=True):
         if image.shape[2] != refiner.channels:
             kind = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
-            raise ImageError(
+            raise ClientError(
                 422,
                 f"{label} is {kind[image.shape[2]]} but model {refiner.version} takes "
                 f"{kind[refiner.channels]} images: convert it, or name a model trained on "
@@ -192,7 +186,7 @@ def wants_png(accept: str, count: int) -> bool:
         return True
     if any(media in ("application/json", "*/*") for media in offered):
         return False
-    raise ImageError(
+    raise ClientError(
         406,
         f"Accept: {PNG} answers with one image and this request has {count}; "
         "send one image or accept application/json",

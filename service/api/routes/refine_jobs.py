@@ -9,13 +9,14 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from service import queue
+from core.datasets import DatasetStore
+from core.errors import ClientError
+from jobs import queue
+from jobs.queue import JobRecord, JobState
+from jobs.refine import result_path
 from service.api.deps import RegistryDep, SettingsDep
 from service.api.routes.train_jobs import JOB_RESPONSES, RedisDep, RedisRoute, not_found
 from service.api.schemas import Problem
-from service.datasets import DatasetError, DatasetStore
-from service.queue import JobRecord, JobState
-from service.refine_job import result_path
 
 router = APIRouter(prefix="/refine-jobs", tags=["refine"], route_class=RedisRoute, responses=JOB_RESPONSES)
 
@@ -84,7 +85,7 @@ def create_refine_job(
 ) -> RefineJobPublic:
     try:
         dataset = DatasetStore(settings.data_path).get(body.dataset)
-    except DatasetError as exc:
+    except ClientError as exc:
         raise HTTPException(exc.status_code, f"dataset: {exc.detail}") from None
     card = registry.get(registry.resolve(body.model or "active"))  # ModelNotFound -> 404
     if card.channels != dataset.channels:

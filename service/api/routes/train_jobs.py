@@ -17,15 +17,16 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from service import queue
+from core.datasets import DatasetInfo, DatasetStore
+from core.errors import ClientError
+from core.layout import ARTIFACTS_DIR
+from core.settings import Settings
+from core.train_config import ConfigError, TrainConfig
+from jobs import queue
+from jobs.queue import JobRecord, JobState
 from service.api.deps import SettingsDep
 from service.api.schemas import Problem
-from service.config import Settings
-from service.datasets import DatasetError, DatasetInfo, DatasetStore
 from service.metrics import Metrics
-from service.queue import JobRecord, JobState
-from trainer.artifacts import ARTIFACTS_DIR
-from trainer.config import ConfigError, TrainConfig
 
 
 def get_redis(settings: SettingsDep) -> redis.Redis:
@@ -199,7 +200,7 @@ def train_job_public(job: JobRecord, settings: Settings) -> TrainJobPublic:
 def _dataset(store: DatasetStore, field: str, dataset_id: str, kind: str) -> DatasetInfo:
     try:
         info = store.get(dataset_id)
-    except DatasetError as exc:
+    except ClientError as exc:
         raise HTTPException(exc.status_code, f"{field}: {exc.detail}") from None
     if info.kind != kind:
         raise HTTPException(422, f"{field} must be a dataset of kind {kind}; '{dataset_id}' is {info.kind}")

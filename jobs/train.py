@@ -1,6 +1,6 @@
 """The training job: what a `train` queue worker runs for POST /train-jobs.
 
-Enqueued by its dotted path (`trainer.job.run_train_job`), so the API never imports torch. Each
+Enqueued by its dotted path (`jobs.train.run_train_job`), so the API never imports torch. Each
 job trains in SIMGAN_HOME/jobs/<job id>/ and resumes from the checkpoint.pt it finds there: a
 job whose worker died or was stopped is requeued by rq and simply carries on from its last
 checkpoint on whichever worker picks it up. Its pictures (sample grid, loss curves) are redrawn in
@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 from rq import Retry
 
+from core.datasets import DatasetStore
+from core.settings import get_settings
+from core.train_config import TrainConfig
+from jobs.context import JobContext
 from models import Registry, RegistryError
-from service.config import get_settings
-from service.datasets import DatasetStore
-from service.worker import JobContext
 from trainer.checkpoint import load_checkpoint
-from trainer.config import TrainConfig
 from trainer.data import ImageSet
 from trainer.evaluate import EvaluationError, evaluate
 from trainer.selection import CheckpointSelector
-from trainer.tasks import Budget
+from trainer.task_models import TaskBudget
 from trainer.training import Progress, SimGAN, train
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def _evaluate(
     labeled: ImageSet | None,
     targets: list[str] | None,
     seed: int,
-    budget: Budget,
+    budget: TaskBudget,
     sources: dict[str, str | None],
 ) -> dict[str, Any]:
     """Evaluate the published model and record the metrics beside its card; an evaluation that
@@ -204,7 +204,7 @@ def run_train_job(
                 labeled,
                 targets,
                 train_config.seed,
-                Budget(steps=settings.evaluation_task_steps),
+                TaskBudget(steps=settings.evaluation_task_steps),
                 {"synthetic": synthetic_dataset, "real": real_dataset, "real_labeled": real_labeled_dataset},
             )
         return {**outcome, "metrics": metrics}

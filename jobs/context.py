@@ -1,7 +1,7 @@
-"""The worker side of jobs: the rq worker classes, and `JobContext`, what a job function gets.
+"""What a running job function gets from its worker: `JobContext` (progress, cancel, stop, retry).
 
 Torch-free: both job functions use it, the training one from a freshly spawned process of a
-`TrainWorker`, the bulk refine one from a forked process of a `RefineWorker`.
+`TrainWorker`, the bulk refine one from a forked process of a `RefineWorker` (jobs.worker).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq import Retry, SpawnWorker, Worker
+from rq import Retry
 from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
-from service.config import Settings
-from service.queue import CANCEL_KEY, TRAIN_QUEUE
+from core.settings import Settings
+from jobs.queue import CANCEL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def describe_failure(exc: BaseException, settings: Settings) -> str:
             "the job ran past its time limit; raise SIMGAN_TRAIN_JOB_TIMEOUT / SIMGAN_REFINE_JOB_TIMEOUT "
             f"(now {settings.train_job_timeout} s / {settings.refine_job_timeout} s) or ask for less work"
         )
-    detail = getattr(exc, "detail", None)  # DatasetError and HTTP-style errors carry the user message
+    detail = getattr(exc, "detail", None)  # ClientError and HTTP-style errors carry the user message
     message = str(detail if detail is not None else exc).strip()
     return message or type(exc).__name__
 
@@ -165,59 +165,3 @@ class JobContext:
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-class _ResumingWorker(Worker):
-    """What our workers add to rq's: short, configurable heartbeats, and stop = checkpoint + requeue.
-
-    - A job is abandoned when its worker misses 3 heartbeats (rq's own grace is a fixed 60 s).
-      rq's StartedJobRegistry cleanup, which every worker runs at start and every
-      `worker_maintenance_seconds`, then requeues it (it was enqueued with `Retry`).
-    - Warm shutdown (SIGTERM, Ctrl-C) forwards SIGTERM to the job process: the job stops at its
-      next step, a training job writes its checkpoint, and returns `Retry`, so it is requeued now
-      and resumed by the next worker instead of holding the shutdown for hours.
-    """
-
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        interval = int(self.job_monitoring_interval)
-        remaining = job.timeout - working_time if job.timeout and job.timeout > 0 else interval
-        return max(1, int(min(remaining, interval))) + 2 * interval
-
-    def handle_warm_shutdown_request(self) -> None:
-        if self.horse_pid:
-            self.log.info(
-                "Worker %s: asking job process %s to stop at its next step", self.name, self.horse_pid
-            )
-            with suppress(ProcessLookupError):
-                os.kill(self.horse_pid, signal.SIGTERM)
-
-    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
-        # rq's retry() saves this process's copy of the job, meta included: take the horse's progress first.
-        job.get_meta(refresh=True)
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-
-
-class TrainWorker(_ResumingWorker, SpawnWorker):
-    """Runs each training job in a freshly spawned interpreter (posix_spawn, not fork).
-
-    CUDA cannot be initialised in a forked child of a process that touched CUDA; a spawned
-    process starts clean, and frees all GPU memory when the job ends. rq still watches it: the
-    worker process heartbeats, enforces the timeout, and kills it on a cold shutdown.
-    """
-
-
-class RefineWorker(_ResumingWorker):
-    """Forks per job, as rq usually does: bulk refine uses onnxruntime only, never torch or CUDA init."""
-
-
-def build_worker(queues: list[str], connection: redis.Redis, settings: Settings) -> Worker:
-    cls = TrainWorker if TRAIN_QUEUE in queues else RefineWorker
-    return cls(
-        queues,
-        connection=connection,
-        job_monitoring_interval=settings.worker_heartbeat_seconds,
-        maintenance_interval=settings.worker_maintenance_seconds,
-        # rq blocks on the queues for worker_ttl - 15 s between maintenance checks.
-        worker_ttl=settings.worker_maintenance_seconds + 15,
-        default_result_ttl=settings.job_result_ttl,
-    )

@@ -23,13 +23,15 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import math
-from typing import Any
+import warnings
+from typing import Literal
 
 import numpy as np
-from numpy.lib import format as npy_format
 from PIL import Image
+
+from core.arrays import npy_header
+from core.errors import ClientError
 
 NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("PNG", "JPEG")
@@ -38,14 +40,7 @@ PIL_BOMB_FLOOR = 64 * 1024 * 1024
 """Pillow's own decompression-bomb limit is kept at least this high, and above our pixel limit."""
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
-
-class ImageError(Exception):
-    """An upload /refine cannot use; `status_code` is the HTTP answer, `detail` says what to fix."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
+AlphaPolicy = Literal["refuse", "opaque"]
 
 
 def allow_pixels(max_pixels: int) -> None:
@@ -53,59 +48,82 @@ def allow_pixels(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, PIL_BOMB_FLOOR, 2 * max_pixels)
 
 
-def decode_image(data: bytes, part: str, max_pixels: int) -> np.ndarray:
-    """Bytes of a PNG, JPEG or .npy file -> uint8 (H, W, C) with C in {1, 3}; `part` names it in errors."""
+def decode_image(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy = "refuse") -> np.ndarray:
+    """Bytes of a PNG, JPEG or .npy file -> uint8 (H, W, C) with C in {1, 3}; `part` names it in errors.
+
+    `alpha` is what an alpha channel gets: "refuse" (415: /refine hands back what was sent, and a
+    refiner knows nothing of transparency) or "opaque" (dataset archives: accepted and dropped when
+    every pixel is fully opaque, as image editors often save them; 422 when any pixel is not).
+    """
     if not data:
-        raise ImageError(400, f"{part} is empty; send the bytes of a PNG, JPEG or .npy file")
+        raise ClientError(400, f"{part} is empty; send the bytes of a PNG, JPEG or .npy file")
     if data.startswith(NPY_MAGIC):
         return _decode_npy(data, part, max_pixels)
-    return _decode_pil(data, part, max_pixels)
+    return _decode_pil(data, part, max_pixels, alpha)
 
 
 def _check_pixels(width: int, height: int, part: str, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise ImageError(
+        raise ClientError(
             413,
             f"{part} is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels "
             "per image (SIMGAN_MAX_IMAGE_PIXELS): send a smaller image",
         )
 
 
-def _decode_pil(data: bytes, part: str, max_pixels: int) -> np.ndarray:
+def _decode_pil(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy) -> np.ndarray:
     try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)  # lazy: reads the header only
-    except Image.DecompressionBombError as exc:
-        raise ImageError(413, f"{part} is refused before decoding: {exc}") from exc
+        with warnings.catch_warnings():
+            # Pillow's own bomb guard, raised rather than printed; our pixel limit is checked first.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)  # lazy: reads the header only
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ClientError(413, f"{part} is refused before decoding: {exc}") from exc
     except Exception as exc:  # untrusted bytes: any failure to read a header means "not an image"
-        raise ImageError(415, f"{part} is not a PNG, JPEG or .npy file; send one of those") from exc
+        raise ClientError(415, f"{part} is not a PNG, JPEG or .npy file; send one of those") from exc
     with image:
         _check_pixels(image.width, image.height, part, max_pixels)
-        _check_mode(image, part)
+        has_alpha = _check_mode(image, part, alpha)
         try:
             image.load()
         except Exception as exc:  # truncated or corrupt pixel data
-            raise ImageError(
+            raise ClientError(
                 400, f"{part} could not be decoded ({exc}); send a complete, valid file"
             ) from exc
+        if has_alpha:
+            image = _drop_opaque_alpha(image, part)
         return _to_array(image)
 
 
-def _check_mode(image: Image.Image, part: str) -> None:
+def _check_mode(image: Image.Image, part: str, alpha: AlphaPolicy) -> bool:
+    """Refuse what cannot be refined; True when the image has an alpha channel to drop."""
     mode = image.mode
     # Pillow reads 16-bit RGB PNGs as mode RGB; only the decoder's raw mode tells (e.g. "RGB;16B").
     rawmodes = " ".join(str(tile.args) for tile in getattr(image, "tile", []))
-    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
-        raise ImageError(
+    has_alpha = mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info)
+    if has_alpha and alpha == "refuse":
+        raise ClientError(
             415,
             f"{part} has an alpha channel (mode {mode}); the refiner takes 8-bit grayscale or RGB: "
             "remove the alpha channel (flatten it) and send it again",
         )
     if ";16" in rawmodes or mode.startswith("I;16"):
-        raise ImageError(
+        raise ClientError(
             415, f"{part} has 16 bits per channel; the refiner takes 8 bits per channel: convert it to 8-bit"
         )
-    if mode not in ("L", "RGB", "P", "1"):
-        raise ImageError(415, f"{part} has pixel mode {mode}; send 8-bit grayscale (L) or RGB without alpha")
+    if not has_alpha and mode not in ("L", "RGB", "P", "1"):
+        raise ClientError(415, f"{part} has pixel mode {mode}; send 8-bit grayscale (L) or RGB without alpha")
+    return has_alpha
+
+
+def _drop_opaque_alpha(image: Image.Image, part: str) -> Image.Image:
+    gray = image.mode in ("LA", "La")
+    with_alpha = image.convert("LA" if gray else "RGBA")
+    if int(np.asarray(with_alpha)[..., -1].min()) < 255:
+        raise ClientError(
+            422, f"{part} has transparent pixels; datasets hold gray or RGB images, so flatten it first"
+        )
+    return with_alpha.convert("L" if gray else "RGB")
 
 
 def _to_array(image: Image.Image) -> np.ndarray:
@@ -121,25 +139,18 @@ def _to_array(image: Image.Image) -> np.ndarray:
 
 def _decode_npy(data: bytes, part: str, max_pixels: int) -> np.ndarray:
     stream = io.BytesIO(data)
-    try:
-        version = npy_format.read_magic(stream)
-        read_header = (
-            npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        )
-        shape, fortran_order, dtype = read_header(stream)
-    except ValueError as exc:
-        raise ImageError(400, f"{part} has a damaged .npy header ({exc}); save it with numpy.save") from exc
+    shape, fortran_order, dtype = npy_header(stream, part)
     if dtype.hasobject:
-        raise ImageError(415, f"{part} is a pickled .npy (dtype {dtype}); send a plain uint8 array")
+        raise ClientError(415, f"{part} is a pickled .npy (dtype {dtype}); send a plain uint8 array")
     if dtype != np.uint8:
-        raise ImageError(415, f"{part} has dtype {dtype}; send a uint8 array (8 bits per channel)")
+        raise ClientError(415, f"{part} has dtype {dtype}; send a uint8 array (8 bits per channel)")
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
-        raise ImageError(415, f"{part} has shape {shape}; send (H, W) grayscale, (H, W, 1) or (H, W, 3) RGB")
+        raise ClientError(415, f"{part} has shape {shape}; send (H, W) grayscale, (H, W, 1) or (H, W, 3) RGB")
     _check_pixels(shape[1], shape[0], part, max_pixels)
     expected = math.prod(shape)
     body = data[stream.tell() :]
     if len(body) != expected:
-        raise ImageError(400, f"{part} holds {len(body)} bytes of pixels but its header says {expected}")
+        raise ClientError(400, f"{part} holds {len(body)} bytes of pixels but its header says {expected}")
     pixels = np.frombuffer(body, dtype=np.uint8).reshape(shape, order="F" if fortran_order else "C")
     pixels = np.ascontiguousarray(pixels)
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
@@ -160,7 +171,7 @@ def decode_base64(data: str, part: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ImageError(400, f"{part} is not valid base64 ({exc}); base64-encode the file's bytes") from exc
+        raise ClientError(400, f"{part} is not valid base64 ({exc}); base64-encode the file's bytes") from exc
 
 
 def encode_base64(data: bytes) -> str:
@@ -168,44 +179,3 @@ def encode_base64(data: bytes) -> str:
 
 
 # ------------------------------------------------------------------ annotations
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} does not fit a 64-bit float")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON; use null or a string")
-
-
-def loads_json(text: str | bytes) -> Any:
-    """json.loads that keeps key order and refuses NaN/Infinity, which could not be sent back as JSON."""
-    return json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant)
-
-
-def parse_annotations(text: str | None, count: int) -> list[Any]:
-    """The multipart `annotations` field -> one value per image (None where none was sent).
-
-    A JSON list is aligned with the images; any other JSON value is the annotation of the
-    only image. Values are returned exactly as parsed, in order.
-    """
-    if text is None:
-        return [None] * count
-    try:
-        value = loads_json(text)
-    except ValueError as exc:
-        raise ImageError(422, f"annotations is not valid JSON ({exc}); send a JSON object or list") from exc
-    if isinstance(value, list):
-        if len(value) != count:
-            raise ImageError(
-                422,
-                f"annotations is a list of {len(value)} entries but the request has {count} image(s); "
-                "send one entry per image, in the order of the images",
-            )
-        return value
-    if count != 1:
-        raise ImageError(
-            422, f"the request has {count} images: send annotations as a JSON list with one entry per image"
-        )
-    return [value]

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.archives import DatasetError, Limits
-from service.datasets import DatasetStore
+from core.datasets import DatasetStore
+from core.errors import ClientError
+from core.limits import Limits
 from tests.factories import h5_file, image_file, npz_file, random_images, tar_file, zip_file
 
 GAZE = [{"gaze": {"pitch": float(i), "yaw": -float(i)}} for i in range(3)]
@@ -29,9 +30,9 @@ def upload(store: DatasetStore, filename: str, data: bytes, kind: str = "synthet
     return store.create_from_upload(filename, io.BytesIO(data), kind)
 
 
-def refusal(store: DatasetStore, filename: str, data: bytes, kind: str = "synthetic") -> DatasetError:
+def refusal(store: DatasetStore, filename: str, data: bytes, kind: str = "synthetic") -> ClientError:
     """The error the store raises for this upload, after checking that it stored nothing."""
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(ClientError) as caught:
         upload(store, filename, data, kind)
     assert not store.root.exists() or list(store.root.iterdir()) == []
     return caught.value
@@ -176,15 +177,22 @@ def test_upload_refuses_archive_without_images_saying_what_it_holds(store: Datas
 
 
 @pytest.mark.parametrize(
-    "broken",
-    [b"\x89PNG\r\n\x1a\n garbage", image_file(random_images(1, 30, 30)[0])[:-40], b"not an image"],
+    ("broken", "status", "says"),
+    [
+        (b"\x89PNG\r\n\x1a\n garbage", 415, "is not a PNG, JPEG or .npy file"),
+        (image_file(random_images(1, 30, 30)[0])[:-40], 400, "could not be decoded"),
+        (b"not an image", 415, "is not a PNG, JPEG or .npy file"),
+    ],
     ids=["bad-data", "truncated", "not-png"],
 )
-def test_upload_refuses_unreadable_images_naming_them(store: DatasetStore, broken: bytes) -> None:
+def test_upload_refuses_unreadable_images_naming_them(
+    store: DatasetStore, broken: bytes, status: int, says: str
+) -> None:
+    # Archives and /refine share one decoder, so a bad image gets the same answer from both.
     members = {"ok.png": image_file(random_images(1, 30, 30)[0]), "eyes/broken.png": broken}
     error = refusal(store, "eyes.zip", zip_file(members))
-    assert error.status_code == 400
-    assert error.detail.startswith("'eyes/broken.png' is not a readable PNG or JPEG image")
+    assert error.status_code == status
+    assert error.detail.startswith(f"'eyes/broken.png' {says}")
 
 
 def test_upload_refuses_image_whose_header_is_too_large_before_decoding_it(store: DatasetStore) -> None:
@@ -197,7 +205,7 @@ def test_upload_refuses_images_over_the_pixel_limit(tmp_path: Path) -> None:
     small = DatasetStore(tmp_path / "data", Limits(max_image_pixels=100))
     error = refusal(small, "eyes.zip", zip_file({"big.png": image_file(random_images(1, 20, 20)[0])}))
     assert error.status_code == 413
-    assert error.detail.startswith("'big.png' is 20x20 pixels; the most per image is 100")
+    assert error.detail.startswith("'big.png' is 20x20 = 400 pixels; the limit is 100 pixels per image")
 
 
 def test_upload_refuses_transparent_and_16_bit_images(store: DatasetStore) -> None:
@@ -211,8 +219,8 @@ def test_upload_refuses_transparent_and_16_bit_images(store: DatasetStore) -> No
 
     Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(deep, format="PNG")
     error = refusal(store, "eyes.zip", zip_file({"deep.png": deep.getvalue()}))
-    assert error.status_code == 422
-    assert "only 8-bit images are accepted" in error.detail
+    assert error.status_code == 415
+    assert "'deep.png' has 16 bits per channel" in error.detail
 
 
 def test_upload_refuses_bad_json_line_naming_its_number(store: DatasetStore) -> None:
@@ -308,7 +316,7 @@ def test_list_shows_complete_datasets_oldest_first(store: DatasetStore) -> None:
 
 @pytest.mark.parametrize("dataset_id", ["0123456789abcdef", "../data", "nope"])
 def test_get_refuses_unknown_id_naming_it(store: DatasetStore, dataset_id: str) -> None:
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(ClientError) as caught:
         store.get(dataset_id)
     assert caught.value.status_code == 404
     assert (
@@ -321,7 +329,7 @@ def test_delete_removes_the_dataset(store: DatasetStore) -> None:
     store.delete(info.id)
     assert store.list() == []
     assert list(store.root.iterdir()) == []
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(ClientError) as caught:
         store.delete(info.id)
     assert caught.value.status_code == 404
 
@@ -347,7 +355,7 @@ def test_delete_removes_the_dataset(store: DatasetStore) -> None:
 def test_create_from_arrays_refuses_what_is_not_one_dataset(
     store: DatasetStore, images: np.ndarray, annotations: Any, names: Any, message: str
 ) -> None:
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(ClientError) as caught:
         store.create_from_arrays(images, annotations, names)
     assert caught.value.status_code == 422
     assert message in caught.value.detail

@@ -25,7 +25,7 @@ POOL_GRID = (3, 4)
 
 
 @dataclass(frozen=True)
-class Budget:
+class TaskBudget:
     """How long a task model trains: `steps` Adam steps of `batch_size` images, on `threads` CPU threads.
 
     One thread by default: these nets are too small to gain from more, and on a shared CPU the
@@ -84,7 +84,7 @@ def to_tensor(images: np.ndarray) -> Tensor:
 
 
 def _fit(
-    net: TaskNet, x: Tensor, loss_fn: nn.Module, y: Tensor, seed: int, budget: Budget, device: str
+    net: TaskNet, x: Tensor, loss_fn: nn.Module, y: Tensor, seed: int, budget: TaskBudget, device: str
 ) -> TaskNet:
     net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=budget.lr)
@@ -190,7 +190,12 @@ def _check(images: np.ndarray, count: int) -> None:
 
 
 def fit_regressor(
-    images: np.ndarray, targets: np.ndarray, *, seed: int, budget: Budget = Budget(), device: str = "cpu"
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    seed: int,
+    budget: TaskBudget = TaskBudget(),
+    device: str = "cpu",
 ) -> Regressor:
     """Train a regressor of `targets` (N, k) from uint8 `images` (N, H, W, C)."""
     targets = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
@@ -211,7 +216,7 @@ def fit_classifier(
     *,
     seed: int,
     classes: int | None = None,
-    budget: Budget = Budget(),
+    budget: TaskBudget = TaskBudget(),
     device: str = "cpu",
 ) -> Classifier:
     """Train a classifier of integer `labels` (N,) in [0, classes) from uint8 `images` (N, H, W, C)."""
@@ -226,7 +231,7 @@ def fit_classifier(
 
 
 def fit_domain_classifier(
-    real: np.ndarray, other: np.ndarray, *, seed: int, budget: Budget = Budget(), device: str = "cpu"
+    real: np.ndarray, other: np.ndarray, *, seed: int, budget: TaskBudget = TaskBudget(), device: str = "cpu"
 ) -> Classifier:
     """A real (class 0) vs other (class 1) classifier, trained on equal numbers of each."""
     count = min(len(real), len(other))

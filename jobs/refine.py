@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 from rq import Retry
 
+from core.datasets import DatasetStore
+from core.images import encode_png
+from core.layout import ANNOTATIONS_NAME
+from core.settings import Settings, get_settings
+from jobs.context import JobContext
 from models import Registry
-from service.config import Settings, get_settings
-from service.datasets import DatasetStore
-from service.engine import load_refiner
-from service.images import encode_png
-from service.worker import JobContext
-
-ANNOTATIONS_NAME = "annotations.jsonl"
+from models.session import load_refiner
 
 
 def result_path(settings: Settings, job_id: str) -> Path:

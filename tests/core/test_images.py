@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.images import ImageError, decode_image, encode_png, parse_annotations
+from core.annotations import parse_annotations
+from core.errors import ClientError
+from core.images import decode_image, encode_png
 from tests.factories import image_file, png_header_only, random_images, read_image
 
 LIMIT = 1024 * 1024
@@ -53,7 +55,7 @@ def test_one_bit_png_becomes_8_bit_grayscale() -> None:
 def test_palette_with_transparency_is_refused_as_alpha() -> None:
     image = Image.fromarray(random_images(1, 4, 4)[0][:, :, 0]).convert("P")
 
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(ClientError) as caught:
         decode_image(pil_file(image, transparency=0), "image 3 ('t.png')", LIMIT)
 
     assert caught.value.status_code == 415
@@ -63,7 +65,7 @@ def test_palette_with_transparency_is_refused_as_alpha() -> None:
 def test_cmyk_jpeg_is_refused_naming_its_mode() -> None:
     image = Image.new("CMYK", (4, 4))
 
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(ClientError) as caught:
         decode_image(pil_file(image, "JPEG"), "scan", LIMIT)
 
     assert caught.value.status_code == 415
@@ -81,7 +83,7 @@ def test_npy_in_fortran_order_and_2d_decode_to_hwc() -> None:
 
 def test_size_is_checked_from_the_header_before_decoding() -> None:
     # The file holds no pixels for 3000x2000; a decoder would fail, the header check answers first.
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(ClientError) as caught:
         decode_image(png_header_only(3000, 2000), "big", LIMIT)
 
     assert caught.value.status_code == 413
@@ -89,7 +91,7 @@ def test_size_is_checked_from_the_header_before_decoding() -> None:
 
 
 def test_npy_size_is_checked_from_its_header() -> None:
-    with pytest.raises(ImageError) as caught:
+    with pytest.raises(ClientError) as caught:
         decode_image(image_file(np.zeros((2000, 1000), np.uint8), "NPY"), "big.npy", 1000)
 
     assert caught.value.status_code == 413

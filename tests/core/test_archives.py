@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
-from service.archives import Budget, DatasetError, Limits
-from service.datasets import DatasetStore
+from core.datasets import DatasetStore
+from core.errors import ClientError
+from core.limits import ByteBudget, Limits
 from tests.factories import h5_file, image_file, npz_file, random_images, tar_file, zip_file
 
 PNG = image_file(random_images(1, 4, 6)[0])
@@ -24,9 +25,9 @@ def store_with(tmp_path: Path, **limits: int) -> DatasetStore:
     return DatasetStore(tmp_path / "data", Limits(**limits))
 
 
-def refusal(store: DatasetStore, filename: str, data: bytes, kind: str = "synthetic") -> DatasetError:
+def refusal(store: DatasetStore, filename: str, data: bytes, kind: str = "synthetic") -> ClientError:
     """The error the store raises for this upload, after checking that it stored nothing."""
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(ClientError) as caught:
         store.create_from_upload(filename, io.BytesIO(data), kind)
     assert not store.root.exists() or list(store.root.iterdir()) == []
     return caught.value
@@ -144,10 +145,10 @@ def test_upload_refuses_zip_whose_headers_understate_a_member(tmp_path: Path) ->
 
 
 def test_budget_stops_reading_once_the_limit_is_passed_whatever_headers_said() -> None:
-    budget = Budget(Limits(max_unpacked_bytes=1_000), upload_bytes=1_000)
+    budget = ByteBudget(Limits(max_unpacked_bytes=1_000), upload_bytes=1_000)
     assert budget.read(io.BytesIO(bytes(600))) == bytes(600)
     stream = io.BytesIO(bytes(10_000_000))
-    with pytest.raises(DatasetError) as caught:
+    with pytest.raises(ClientError) as caught:
         budget.read(stream)
     assert caught.value.status_code == 413
     assert stream.tell() <= 1_000  # read no further than the 401 bytes left, plus one

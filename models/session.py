@@ -1,6 +1,6 @@
 """One ONNX refiner in onnxruntime: choose the execution provider, load, verify, warm up, refine.
 
-The graph maps uint8 pixels to uint8 pixels itself (models/card.py), so `Refiner.refine`
+The graph maps uint8 pixels to uint8 pixels itself (models/card.py), so `RefinerSession.refine`
 takes and returns plain uint8 (N, H, W, C) arrays.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from core.settings import Settings
 from models.card import ModelCard
 from models.registry import Registry
-from service.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _warn_once(message: str) -> None:
     logger.warning(message)
 
 
-class Refiner:
+class RefinerSession:
     """An onnxruntime session for one published refiner. `refine` is safe to call from many threads."""
 
     def __init__(self, onnx_path: Path, card: ModelCard, providers: list[str], intra_op_threads: int = 0):
@@ -135,14 +135,14 @@ class Refiner:
             )
 
 
-def load_refiner(registry: Registry, version: str, settings: Settings) -> Refiner:
+def load_refiner(registry: Registry, version: str, settings: Settings) -> RefinerSession:
     """Verify `version`'s sha256 against its card, open it in onnxruntime and warm it up.
 
     Raises ModelNotFound for an unknown version and RefinerError (or RegistryError for a
     sha256 mismatch) for a model that must not serve.
     """
     card = registry.verify(version)
-    refiner = Refiner(
+    refiner = RefinerSession(
         registry.onnx_path(card.version),
         card,
         providers=choose_providers(settings.provider),

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.layout import JOBS_DIR
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIMGAN_", extra="ignore")
@@ -114,7 +116,7 @@ class Settings(BaseSettings):
 
     def job_workdir(self, job_id: str) -> Path:
         """Where a training job keeps its checkpoint and pictures: SIMGAN_HOME/jobs/<job id>/."""
-        return self.home / "jobs" / job_id
+        return self.home / JOBS_DIR / job_id
 
 
 @lru_cache

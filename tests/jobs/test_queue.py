@@ -1,4 +1,4 @@
-"""service.queue and service.worker on a real Redis: enqueue by path, our job records, depths, workers."""
+"""jobs.queue and jobs.worker on a real Redis: enqueue by path, our job records, depths, workers."""
 
 from __future__ import annotations
 
@@ -13,16 +13,12 @@ import redis
 from rq import SpawnWorker
 from rq.job import Job
 
-from service import queue, worker
-from service.config import Settings
+from core.errors import ClientError
+from core.settings import Settings
+from jobs import context, queue, worker
 from service.main import create_app
 from service.redis_server import free_port
 from tests.factories import TINY_TRAIN_CONFIG, live_server, store_eye_dataset
-
-
-@pytest.fixture
-def jobs_settings(redis_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
 
 
 @pytest.fixture
@@ -43,7 +39,7 @@ def test_jobs_are_enqueued_by_dotted_path_with_finite_timeouts(
     record = enqueue_train_job(connection, jobs_settings)
 
     job = Job.fetch(record.id, connection=connection)
-    assert job.func_name == "trainer.job.run_train_job"
+    assert job.func_name == "jobs.train.run_train_job"
     assert job.timeout == jobs_settings.train_job_timeout
     assert job.result_ttl == jobs_settings.job_result_ttl
     assert job.retries_left == jobs_settings.job_retries
@@ -53,7 +49,7 @@ def test_jobs_are_enqueued_by_dotted_path_with_finite_timeouts(
 def test_the_api_and_its_job_routes_never_import_torch() -> None:
     code = (
         "import sys, service.main, service.api.routes.train_jobs, service.api.routes.refine_jobs, "
-        "service.refine_job, service.queue, service.worker; print('torch' in sys.modules)"
+        "jobs.refine, jobs.queue, jobs.worker; print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
@@ -156,12 +152,11 @@ def test_a_job_is_abandoned_after_three_missed_heartbeats(
 
 
 def test_describe_failure_prefers_the_user_message_of_an_error(jobs_settings: Settings) -> None:
-    from service.datasets import DatasetError
 
-    assert worker.describe_failure(DatasetError(404, "dataset 'x' does not exist"), jobs_settings) == (
+    assert context.describe_failure(ClientError(404, "dataset 'x' does not exist"), jobs_settings) == (
         "dataset 'x' does not exist"
     )
-    assert worker.describe_failure(RuntimeError(), jobs_settings) == "RuntimeError"
+    assert context.describe_failure(RuntimeError(), jobs_settings) == "RuntimeError"
 
 
 def test_api_answers_with_our_record_not_rq_fields(connection: redis.Redis, jobs_settings: Settings) -> None:

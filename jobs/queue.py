@@ -1,8 +1,8 @@
 """Redis and RQ: the job queues, our job states and records, enqueue, cancel, and progress.
 
-The API never imports a job function: it enqueues `trainer.job.run_train_job` by its dotted
+The API never imports a job function: it enqueues `jobs.train.run_train_job` by its dotted
 path, so the API process never loads torch. Responses are built from `JobRecord`, never from
-rq objects. The worker side (worker classes, what a running job gets) is service.worker.
+rq objects. The worker side (worker classes, what a running job gets) is jobs.worker.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from service.config import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ TRAIN_QUEUE = "train"
 REFINE_QUEUE = "refine"
 """Bulk refine jobs (onnxruntime, no torch)."""
 QUEUES = (TRAIN_QUEUE, REFINE_QUEUE)
-JOB_FUNCTIONS = {TRAIN_QUEUE: "trainer.job.run_train_job", REFINE_QUEUE: "service.refine_job.run_refine_job"}
+JOB_FUNCTIONS = {TRAIN_QUEUE: "jobs.train.run_train_job", REFINE_QUEUE: "jobs.refine.run_refine_job"}
 """Job functions by dotted path, so that enqueueing never imports them."""
 JOBS_KEY = "simgan:jobs:{}"
 """Sorted set of a queue's job ids scored by enqueue time: what GET /<queue>-jobs lists."""

@@ -1,0 +1,26 @@
+"""Where things live on disk: the one place that names the files and folders of SIMGAN_HOME.
+
+SIMGAN_HOME/
+  models/                  the model registry (models.registry; SIMGAN_MODEL_DIR moves it)
+  data/<dataset id>/       the dataset store (core.datasets; SIMGAN_DATA_DIR moves it)
+    images.npy             uint8 (N, H, W, C), C in {1, 3}
+    annotations.jsonl      one line per image, in image order: {"file": name, ...annotations}
+    meta.json              DatasetInfo, written last
+  jobs/<job id>/           a train job's checkpoint and pictures, a refine job's result
+    checkpoint.pt
+    artifacts/samples.png, artifacts/loss_curves.png
+  redis/                   the private Redis of `simgan serve` (append-only file)
+"""
+
+from __future__ import annotations
+
+IMAGES_NAME = "images.npy"
+ANNOTATIONS_NAME = "annotations.jsonl"
+META_NAME = "meta.json"
+
+JOBS_DIR = "jobs"
+ARTIFACTS_DIR = "artifacts"
+"""Inside a train job's directory: the pictures the API serves at /train-jobs/{id}/artifacts/{name}."""
+SAMPLES_NAME = "samples.png"
+CURVES_NAME = "loss_curves.png"
+CHECKPOINT_NAME = "checkpoint.pt"
