@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def _dataset_entry(store: DatasetStore, dataset_id: str) -> dict[str, Any]:
     """What the model card records about a training dataset (id, kind, shape, sha256)."""
     info = store.get(dataset_id)
-    data = info.model_dump() if hasattr(info, "model_dump") else asdict(info)
+    data = asdict(info)
     keep = ("id", "kind", "count", "height", "width", "channels", "sha256", "source")
     return {key: data[key] for key in keep if key in data}
 

@@ -18,7 +18,7 @@ from core.settings import Settings
 from models.card import ModelCard
 from models.registry import Registry
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -81,7 +81,7 @@ def choose_providers(setting: str) -> list[str]:
 
 @lru_cache(maxsize=8)
 def _warn_once(message: str) -> None:
-    logger.warning(message)
+    log.warning(message)
 
 
 class RefinerSession:

@@ -23,7 +23,7 @@ import numpy as np
 from models.session import RefinerSession
 from service.metrics import Metrics
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 GroupKey = tuple[str, int, int, int]
 """(model version, H, W, C)"""
@@ -140,7 +140,7 @@ class Batcher:
                 self._executor, refiner.refine, stacked
             )
         except Exception as exc:
-            logger.exception("model %s failed on a batch of %d", refiner.version, len(batch))
+            log.exception("model %s failed on a batch of %d", refiner.version, len(batch))
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)

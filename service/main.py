@@ -24,7 +24,7 @@ from service.batching import Batcher
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 ROUTERS = ("health", "refine", "models", "datasets", "train_jobs", "refine_jobs")
 """Modules of service.api.routes included in this order; a missing one is skipped."""
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.seed_bundled:
             seeded = await asyncio.to_thread(registry.seed_bundled)
             if seeded is not None:
-                logger.info("published the bundled default refiner as %s", seeded.version)
+                log.info("published the bundled default refiner as %s", seeded.version)
         await asyncio.to_thread(reloader.check)  # the first model, before the first request
         reloader.start()
         batcher.start()

@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PREFIX = "simgan"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -52,7 +52,7 @@ class _CallbackGauge(Collector):
             self._last_error = ""
         except Exception as exc:  # a scrape must not fail because one source is down
             if str(exc) != self._last_error:  # once per outage, not at every scrape
-                logger.warning("metric %s could not be read: %s", self.name, exc)
+                log.warning("metric %s could not be read: %s", self.name, exc)
             self._last_error = str(exc)
             values = {}
         for labels, value in values.items():

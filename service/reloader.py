@@ -1,6 +1,6 @@
 """Hot reload: keep the served refiner in step with the registry, without a restart.
 
-A background thread asks the registry every `reload_poll_seconds` (and at once when poked)
+A background thread asks the registry every `reload_poll_seconds`
 which version is active. When that is not the one loaded, it loads it off the event loop
 (sha256 check, onnxruntime session, warm-up) and swaps the reference in one assignment:
 requests already holding the old RefinerSession finish on it. A model that fails any step is
@@ -21,7 +21,7 @@ from models.registry import ModelNotFound, Registry, RegistryError, version_numb
 from models.session import RefinerError, RefinerSession, load_refiner
 from service.metrics import Metrics
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 Fingerprint = tuple[str, int, int]
 """(version, ONNX file mtime_ns, size): a failed model is retried only if its file changes."""
@@ -45,7 +45,7 @@ class Reloader:
         self._cache: OrderedDict[str, RefinerSession] = OrderedDict()
         self._lock = threading.RLock()  # one load at a time; the swap itself needs no lock
         self._cache_lock = threading.Lock()  # held only for dict operations, never during a load
-        self._poke = threading.Event()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.waiting_for = "no model checked yet"
@@ -63,22 +63,18 @@ class Reloader:
 
     def stop(self) -> None:
         self._stop.set()
-        self._poke.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-
-    def poke(self) -> None:
-        """Look at the registry now rather than at the next poll."""
-        self._poke.set()
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
             try:
                 self.check()
             except Exception:  # the thread must outlive any surprise; the old model keeps serving
-                logger.exception("checking the model registry failed")
-            self._poke.wait(self.settings.reload_poll_seconds)
-            self._poke.clear()
+                log.exception("checking the model registry failed")
+            self._wake.wait(self.settings.reload_poll_seconds)
+            self._wake.clear()
 
     # ---------------------------------------------------------------- swaps
     def check(self) -> RefinerSession | None:
@@ -98,7 +94,7 @@ class Reloader:
                 fallback = self._newest_working(older_than=wanted) if self._current is None else None
                 if fallback is None:
                     return self._current
-                logger.warning(
+                log.warning(
                     "serving %s, the newest model older than %s that can serve", fallback.version, wanted
                 )
                 refiner = fallback
@@ -136,7 +132,7 @@ class Reloader:
         if old is not None:
             self._remember(old)
         self.metrics.set_active_model(refiner.version, refiner.provider)
-        logger.info("serving model %s on %s", refiner.version, refiner.provider)
+        log.info("serving model %s on %s", refiner.version, refiner.provider)
 
     # ------------------------------------------------------------- on demand
     async def get(self, version: str | None) -> RefinerSession:
@@ -201,5 +197,5 @@ class Reloader:
             message = f"model {version} cannot serve: {type(exc).__name__}: {exc}"
         self._failed[fingerprint] = message
         serving = self._current.version if self._current else "none"
-        logger.error("%s; skipping it (still serving: %s)", message, serving)
+        log.error("%s; skipping it (still serving: %s)", message, serving)
         raise ModelLoadError(message)

@@ -24,7 +24,7 @@ from core.settings import Settings
 from jobs.queue import QUEUES
 from service.redis_server import EmbeddedRedis, pid_alive
 
-log = logging.getLogger("simgan.serve")
+log = logging.getLogger(__name__)
 
 
 RESTART_DELAY_SECONDS = 2.0

@@ -9,22 +9,23 @@ needs no torch never loads it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from core import __version__
-
-VERBS = (
-    "simulate",
-    "train",
-    "export",
-    "models",
-    "serve",
-    "worker",
-    "evaluate",
-    "bench",
-    "bundle_default",
+from simgan.commands import (
+    bench,
+    bundle_default,
+    evaluate,
+    export,
+    models,
+    serve,
+    simulate,
+    train,
+    worker,
 )
+
+VERBS = (simulate, train, export, models, serve, worker, evaluate, bench, bundle_default)
+"""Every verb, in the order `simgan --help` lists them."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simgan {__version__}")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:
-        try:
-            module = importlib.import_module(f"simgan.commands.{verb}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"simgan.commands.{verb}":
-                continue  # a verb not built yet
-            raise
-        module.register(subparsers)
+        verb.register(subparsers)
     return parser
 
 

@@ -125,7 +125,3 @@ def build_discriminator(cfg: DiscriminatorConfig) -> Discriminator:
         raise ValueError(f"widths must list the 4 hidden convs' feature maps, got {cfg.widths!r}")
     _check_positive(**{f"widths[{i}]": w for i, w in enumerate(cfg.widths)})
     return Discriminator(cfg)
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

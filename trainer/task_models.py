@@ -146,9 +146,6 @@ class Classifier:
         """Fraction of images whose class is wrong."""
         return float((self.predict(images) != labels).mean())
 
-    def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
-        return 1.0 - self.error(images, labels)
-
     def features(self, images: np.ndarray) -> np.ndarray:
         return _outputs(self.net, images, self.device, features=True)
 

@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
         from jobs.queue import public_url
 
-        logging.getLogger("simgan.serve").info(
-            "API only; jobs go to Redis at %s", public_url(settings.redis_url)
-        )
+        logging.getLogger(__name__).info("API only; jobs go to Redis at %s", public_url(settings.redis_url))
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it
         # found: a no-op one makes a requested stop exit with 0 rather than die of the signal.
         for signum in (signal.SIGINT, signal.SIGTERM):
