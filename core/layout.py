@@ -18,7 +18,19 @@ IMAGES_NAME = "images.npy"
 ANNOTATIONS_NAME = "annotations.jsonl"
 META_NAME = "meta.json"
 
+MODELS_DIR = "models"
+DATA_DIR = "data"
 JOBS_DIR = "jobs"
+RESULTS_DIR = "results"
+
+STATE_USERS: dict[str, tuple[str, ...]] = {
+    MODELS_DIR: ("serve", "worker refine", "worker train"),
+    DATA_DIR: ("serve", "worker refine", "worker train"),
+    JOBS_DIR: ("serve", "worker train"),  # the API serves a train job's pictures from here
+    RESULTS_DIR: ("serve", "worker refine"),  # the API serves a refine job's zip from here
+}
+"""Which processes read or write each directory of SIMGAN_HOME: `simgan serve` (the API), and
+`simgan worker` for each queue. A deployment must give every user of a directory the same one."""
 ARTIFACTS_DIR = "artifacts"
 """Inside a train job's directory: the pictures the API serves at /train-jobs/{id}/artifacts/{name}."""
 SAMPLES_NAME = "samples.png"

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.layout import JOBS_DIR
+from core.layout import DATA_DIR, JOBS_DIR, MODELS_DIR, RESULTS_DIR
 
 
 class Settings(BaseSettings):
@@ -108,15 +108,19 @@ class Settings(BaseSettings):
 
     @property
     def models_path(self) -> Path:
-        return self.model_dir or self.home / "models"
+        return self.model_dir or self.home / MODELS_DIR
 
     @property
     def data_path(self) -> Path:
-        return self.data_dir or self.home / "data"
+        return self.data_dir or self.home / DATA_DIR
 
     def job_workdir(self, job_id: str) -> Path:
         """Where a training job keeps its checkpoint and pictures: SIMGAN_HOME/jobs/<job id>/."""
         return self.home / JOBS_DIR / job_id
+
+    def result_path(self, job_id: str) -> Path:
+        """Where a bulk refine job's zip lands: SIMGAN_HOME/results/<job id>.zip."""
+        return self.home / RESULTS_DIR / f"{job_id}.zip"
 
 
 @lru_cache

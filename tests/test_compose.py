@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from core.layout import STATE_USERS
 from simgan.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +52,25 @@ def test_simgan_services_share_the_models_and_data_volumes(compose: dict[str, An
     assert {"models", "data"} <= set(compose["volumes"])
 
 
-def test_the_api_serves_the_results_that_refine_workers_write(compose: dict[str, Any]) -> None:
-    for service in ("api", "refine-worker"):
-        assert "results:/var/lib/simgan/results" in compose["services"][service]["volumes"]
+@pytest.mark.parametrize("service", SIMGAN_SERVICES)
+def test_every_state_directory_a_service_uses_is_a_shared_volume(compose: dict[str, Any], service: str) -> None:
+    # What each process reads or writes under SIMGAN_HOME is declared once, beside the layout
+    # (core.layout.STATE_USERS); a deployment that forgets one of them 404s or loses work.
+    spec = compose["services"][service]
+    process = _process(spec)
+    mounts = dict(volume.split(":", 1) for volume in spec["volumes"])
+    home = spec["environment"]["SIMGAN_HOME"]
+
+    used = {directory for directory, users in STATE_USERS.items() if process in users}
+    assert used, f"{service} runs {process!r}, which no state directory names"
+    for directory in used:
+        assert mounts.get(directory) == f"{home}/{directory}", f"{service} does not mount {directory}"
+        assert directory in compose["volumes"]
+
+
+def test_every_state_directory_is_used_by_some_service(compose: dict[str, Any]) -> None:
+    processes = {_process(compose["services"][s]) for s in SIMGAN_SERVICES}
+    assert all(set(users) <= processes for users in STATE_USERS.values())
 
 
 @pytest.mark.parametrize(
@@ -101,6 +118,12 @@ def test_every_environment_variable_is_explained_by_a_comment() -> None:
     ]
 
     assert undocumented == []
+
+
+def _process(spec: dict[str, Any]) -> str:
+    """A service's command as STATE_USERS names it: "serve", "worker refine", "worker train"."""
+    args = build_parser().parse_args(spec["command"][1:])
+    return " ".join([args.verb, *(getattr(args, "queues", None) or [])])
 
 
 def _instructions(dockerfile: str) -> str:
