@@ -1,23 +1,29 @@
 """Which checkpoint to publish: GAN training oscillates, so the last step is not always the best.
 
-The criterion needs no labels. At each checkpoint the refiner refines a fixed sample of synthetic
-images, and a fresh real-vs-refined classifier (trainer/task_models.py, the evaluation's realism test) is
-trained on half of them against real images and tested on the other half: the lower its held-out
-accuracy, the more real the refiner's output looks (0.5 = indistinguishable). A checkpoint is
-eligible only while its refiner moves pixels no further than `bound_factor` times the least any map
-from synthetic to real pixel statistics must move them (the 1-Wasserstein distance between the two
-sets' pixel values): a refiner that fools the classifier by redrawing the image is not chosen.
+A refiner is useful when models trained on its output do better on real images. Without real
+labels that cannot be measured directly, so the selector uses what every user has:
 
-A KID-style distance (features of a real-vs-synthetic classifier trained once) is recorded too and
-breaks ties. It is not the criterion: those features cannot see artefacts that no synthetic image
-has, and on the eye simulator it rated checkpoints whose refined images a fresh classifier still
-told from real 96-99% of the time as nearly real.
+1. Label consistency (trainer.consistency): a task model trained on synthetic images and their
+   annotations must still read the same annotations from the refined images. A checkpoint is
+   eligible only while its refined images keep at least 95% of the synthetic images' label quality.
+2. Realism: a fresh real-vs-refined classifier is trained on half of a fixed sample of refined
+   images against real ones and tested on the other half; the lower its held-out accuracy, the more
+   real the output looks (0.5 = indistinguishable). Among eligible checkpoints the most real wins.
+
+With a labeled real set (`real_labeled`), a checkpoint is scored by what users want instead: the
+error on a held-out part of it of a task model trained on that checkpoint's refined images.
+
+The raw synthetic images are scored the same way first (the `baseline`), so the verdict
+(trainer.verdict) can say whether the chosen checkpoint is measurably better than no refiner at all.
+A KID-style distance (features of a real-vs-synthetic classifier trained once) is recorded and
+breaks ties; it cannot see artefacts that no synthetic image has, so it is never the criterion.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,34 +31,41 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer import task_models
+from trainer import task_models, verdict
+from trainer.budget import pixel_w1
+from trainer.consistency import CONSISTENT, LabelConsistency
+from trainer.evaluate import Targets, fit_task, target_array
 from trainer.task_models import TaskBudget
 
-CRITERION = "realism_accuracy"
+CRITERION = "label_consistency_then_realism"
+DOWNSTREAM_CRITERION = "downstream_error"
 PROBE_SIZE = 256
 """Images of each domain the selector tests on (and as many again that its classifiers train on)."""
+CONSISTENCY_FIT = 1024
+"""Most synthetic images the label-consistency task model trains on (none of them in the probe)."""
+SELECTION_BUDGET = TaskBudget(steps=200, batch_size=64, members=1)
 
-BOUND_FACTOR = 2.0
-"""Eligible refiners move pixels (mean |R(x) - x|) at most this many times the synthetic-to-real W1."""
-
-SELECTION_BUDGET = TaskBudget(steps=200, batch_size=64)
+__all__ = ["CRITERION", "Candidate", "CheckpointSelector", "LabeledSet", "pixel_w1", "refine_with_module"]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    step: int
+    step: int  # 0 = the baseline: the raw synthetic images, no refiner
     realism: float  # held-out accuracy of a fresh real-vs-refined classifier; lower is more real
     kid: float  # refined probe vs real probe; lower is more real
     reg_distance: float  # mean |R(x) - x| over probe pixels, in [-1, 1] units
-    eligible: bool
+    consistency: float | None  # label quality kept, refined / synthetic; None without usable labels
+    eligible: bool  # keeps the labels (consistency >= CONSISTENT, or not measurable)
+    downstream: float | None = None  # task error on held-out labeled real images, when given
 
 
-def pixel_w1(a: np.ndarray, b: np.ndarray, quantiles: int = 1001) -> float:
-    """1-Wasserstein distance between the pixel values of two uint8 image sets, in [-1, 1] units."""
-    levels = np.linspace(0.0, 1.0, quantiles)
-    qa = np.quantile(a.astype(np.float64) / 127.5 - 1.0, levels)
-    qb = np.quantile(b.astype(np.float64) / 127.5 - 1.0, levels)
-    return float(np.abs(qa - qb).mean())
+@dataclass(frozen=True)
+class LabeledSet:
+    """Images with annotations and the fields a task model predicts from them."""
+
+    images: np.ndarray  # (N, H, W, C) uint8
+    annotations: Sequence[Any]
+    targets: Targets
 
 
 @torch.no_grad()
@@ -80,13 +93,18 @@ class CheckpointSelector:
         synthetic: np.ndarray,
         real: np.ndarray,
         *,
+        labels: LabeledSet | None = None,
+        real_labeled: LabeledSet | None = None,
         seed: int = 0,
         probe_size: int = PROBE_SIZE,
-        bound_factor: float = BOUND_FACTOR,
         budget: TaskBudget = SELECTION_BUDGET,
+        keep_candidates: bool = False,
     ) -> None:
+        """`labels`: the synthetic images' annotations (aligned with `synthetic`) for label consistency."""
         rng = np.random.default_rng(seed)
-        syn = synthetic[rng.permutation(len(synthetic))[: 2 * probe_size]]
+        order = rng.permutation(len(synthetic))
+        pick, rest = order[: 2 * probe_size], order[2 * probe_size :]
+        syn = synthetic[pick]
         real = real[rng.permutation(len(real))[: 2 * probe_size]]
         if len(syn) < 4 or len(real) < 4:
             raise ValueError("checkpoint selection needs at least 4 synthetic and 4 real images")
@@ -97,10 +115,44 @@ class CheckpointSelector:
             self.fit_real, syn[: self.half], seed=seed, budget=budget
         )
         self._real_raw = self.features.features(self.probe_real)
-        self.max_reg_distance = bound_factor * pixel_w1(syn, real)
+        self.consistency = self._consistency(labels, pick, rest)
+        self.labels = (
+            None if labels is None else target_array([labels.annotations[i] for i in pick], labels.targets)
+        )
+        self.targets = None if labels is None else labels.targets
+        self.real_labeled = real_labeled
+        self.keep_candidates = keep_candidates
+        self.states: dict[int, dict[str, torch.Tensor]] = {}
         self.candidates: list[Candidate] = []
         self.best: Candidate | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.baseline = self.score(0, lambda images: images)
+
+    def _consistency(
+        self, labels: LabeledSet | None, pick: np.ndarray, rest: np.ndarray
+    ) -> LabelConsistency | None:
+        if labels is None or len(rest) < 8:
+            return None
+        fit = rest[:CONSISTENCY_FIT]
+        probe = pick[self.half :]
+        checker = LabelConsistency(
+            labels.images[fit],
+            [labels.annotations[i] for i in fit],
+            labels.images[probe],
+            [labels.annotations[i] for i in probe],
+            labels.targets,
+            seed=self.seed,
+            budget=self.budget,
+        )
+        return checker if checker.learnable else None
+
+    @property
+    def criterion(self) -> str:
+        return DOWNSTREAM_CRITERION if self._downstream_ready else CRITERION
+
+    @property
+    def _downstream_ready(self) -> bool:
+        return self.real_labeled is not None and self.labels is not None and self.targets is not None
 
     def distance(self, refined: np.ndarray) -> float:
         reference = task_models.scale_like(self._real_raw, self._real_raw)
@@ -115,63 +167,115 @@ class CheckpointSelector:
         )
         return task_models.domain_accuracy(classifier, self.probe_real, refined[self.half :])
 
+    def downstream_errors(self, refined: np.ndarray) -> np.ndarray:
+        """Per-image error on the labeled real set of a task model trained on `refined` (all 2 x probe)."""
+        assert self.real_labeled is not None and self.labels is not None and self.targets is not None
+        model = fit_task(refined, self.labels, self.targets, self.seed, self.budget, "cpu")
+        real = self.real_labeled
+        truth = target_array(list(real.annotations), self.targets, "real-labeled")
+        predicted = model.predict(real.images)
+        if self.targets.kind == "classification":
+            return (predicted != truth).astype(np.float64)
+        return np.linalg.norm(predicted - truth, axis=1)
+
     def score(self, step: int, refine: Callable[[np.ndarray], np.ndarray]) -> Candidate:
         refined = refine(self.synthetic)
         moved = float(np.abs(refined.astype(np.float64) - self.synthetic.astype(np.float64)).mean() / 127.5)
+        consistency = None if self.consistency is None else self.consistency.score(refined[self.half :])
+        downstream = float(self.downstream_errors(refined).mean()) if self._downstream_ready else None
         return Candidate(
             step,
             self.realism(refined),
             self.distance(refined[self.half :]),
             moved,
-            moved <= self.max_reg_distance,
+            consistency,
+            consistency is None or consistency >= CONSISTENT,
+            downstream,
         )
 
-    def _better(self, candidate: Candidate) -> bool:
-        best = self.best
-        if best is None or candidate.eligible != best.eligible:
-            return best is None or candidate.eligible
+    def _key(self, candidate: Candidate) -> tuple[float, ...]:
+        """Smaller is better."""
+        if candidate.downstream is not None:
+            return (candidate.downstream, candidate.realism)
         if candidate.eligible:
-            return (candidate.realism, candidate.kid) < (best.realism, best.kid)
-        return candidate.reg_distance < best.reg_distance
+            return (0.0, candidate.realism, candidate.kid)
+        return (1.0, -(candidate.consistency or 0.0), candidate.realism)
 
     def consider(self, step: int, refiner: nn.Module) -> bool:
         """Score the refiner at `step`; True (and its weights kept) when it is the best so far."""
         candidate = self.score(step, lambda images: refine_with_module(refiner, images))
         self.candidates.append(candidate)
-        if not self._better(candidate):
+        state = {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()}
+        if self.keep_candidates:
+            self.states[step] = state
+        if self.best is not None and self._key(candidate) >= self._key(self.best):
             return False
-        self.best = candidate
-        self.best_state = {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()}
+        self.best, self.best_state = candidate, state
         return True
+
+    def verdict(self) -> dict[str, Any]:
+        """Is the chosen checkpoint measurably better than the raw synthetic images? (trainer.verdict)"""
+        best, base = self.best, self.baseline
+        if best is None:
+            return verdict.label_free(base.realism, base.realism, len(self.probe_real), None)
+        if best.downstream is not None and base.downstream is not None:
+            return verdict.downstream(base.downstream, best.downstream, None, self._downstream_noise(base))
+        return verdict.label_free(base.realism, best.realism, len(self.probe_real), best.consistency)
+
+    def _downstream_noise(self, base: Candidate) -> float:
+        assert self.real_labeled is not None and base.downstream is not None
+        count = len(self.real_labeled.images)
+        if self.targets is not None and self.targets.kind == "classification":
+            p = min(max(base.downstream, 0.05), 0.95)
+            return math.sqrt(2 * p * (1 - p) / count)
+        errors = self.downstream_errors(self.synthetic)
+        return float(errors.std() * math.sqrt(2 / count))
 
     def summary(self) -> dict[str, Any]:
         """What the model card records under `selection`."""
+        base = asdict(self.baseline)
         if self.best is None:
-            return {"criterion": CRITERION, "step": None, "why": "no checkpoint was scored"}
-        best = self.best
-        if best.eligible:
-            why = (
-                f"most real-looking: a fresh real-vs-refined classifier was right on {best.realism:.1%} of "
-                f"held-out images (0.5 = cannot tell), the lowest among the "
-                f"{sum(c.eligible for c in self.candidates)} of {len(self.candidates)} checkpoints whose "
-                f"refiner moves pixels by at most {self.max_reg_distance:.3f} "
-                "(mean |R(x) - x|, [-1, 1] units)"
-            )
-        else:
-            why = (
-                f"no checkpoint kept mean |R(x) - x| within {self.max_reg_distance:.3f}; "
-                f"chose the one closest to its input ({best.reg_distance:.3f})"
-            )
+            return {
+                "criterion": self.criterion,
+                "step": None,
+                "why": "no checkpoint was scored",
+                "baseline": base,
+            }
         return {
-            "criterion": CRITERION,
-            "step": best.step,
-            "realism": best.realism,
-            "kid": best.kid,
-            "reg_distance": best.reg_distance,
-            "max_reg_distance": self.max_reg_distance,
-            "why": why,
+            "criterion": self.criterion,
+            "step": self.best.step,
+            **{k: v for k, v in asdict(self.best).items() if k != "step"},
+            "why": self._why(self.best),
+            "baseline": base,
+            "label_consistency": None if self.consistency is None else self.consistency.describe(),
             "candidates": [asdict(c) for c in self.candidates],
         }
+
+    def _why(self, best: Candidate) -> str:
+        scored = len(self.candidates)
+        if best.downstream is not None:
+            return (
+                f"lowest error on held-out labeled real images ({best.downstream:.4g}, against "
+                f"{self.baseline.downstream:.4g} for the raw synthetic images) among {scored} checkpoints"
+            )
+        if not best.eligible:
+            return (
+                f"no checkpoint kept {CONSISTENT:.0%} of the labels' quality; chose the one that kept the "
+                f"most ({best.consistency:.0%})"
+            )
+        kept = "" if best.consistency is None else f", keeping {best.consistency:.0%} of the labels' quality"
+        margin = verdict.accuracy_margin(self.baseline.realism, len(self.probe_real))
+        if self.baseline.realism - best.realism <= margin:
+            return (
+                f"no checkpoint looked measurably more real than the raw synthetic images (fresh-classifier "
+                f"accuracy {best.realism:.1%} against {self.baseline.realism:.1%}); chose the least "
+                f"distinguishable of {sum(c.eligible for c in self.candidates)} that keep the labels{kept}"
+            )
+        return (
+            f"most real-looking of the {sum(c.eligible for c in self.candidates)} of {scored} checkpoints "
+            f"that keep the labels: a fresh real-vs-refined classifier was right on {best.realism:.1%} of "
+            f"held-out images (raw synthetic: {self.baseline.realism:.1%}; 0.5 = cannot tell){kept}"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to go on choosing exactly as before."""
@@ -185,6 +289,12 @@ class CheckpointSelector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.features.net.load_state_dict(state["features"])
         self._real_raw = self.features.features(self.probe_real)
-        self.candidates = [Candidate(**c) for c in state["candidates"]]
-        self.best = Candidate(**state["best"]) if state["best"] else None
+        self.candidates = [_candidate(c) for c in state["candidates"]]
+        self.best = _candidate(state["best"]) if state["best"] else None
         self.best_state = state["best_state"]
+
+
+def _candidate(saved: dict[str, Any]) -> Candidate:
+    """A Candidate from a checkpoint, also one written before label consistency existed."""
+    saved = {"consistency": None, "downstream": None, **saved}
+    return Candidate(**saved)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.files import sha256_file
 from models import IOSpec, ModelCard, ModelNotFound, Registry, RegistryError
-from models.registry import sha256_file
 
 
 def make_card(**overrides: object) -> ModelCard:
@@ -65,6 +65,27 @@ def test_activate_pins_and_latest_unpins(tmp_path: Path, onnx_file: Path) -> Non
     assert registry.resolve("active") == "v1", "a pinned service does not follow new publishes"
     registry.activate("latest")
     assert registry.resolve("active") == "v3"
+
+
+def test_active_is_the_newest_model_that_activates_itself(tmp_path: Path, onnx_file: Path) -> None:
+    registry = Registry(tmp_path)
+    registry.publish(onnx_file, make_card())
+    registry.publish(onnx_file, make_card(auto_activate=False, verdict={"verdict": "no measurable change"}))
+
+    assert registry.latest() == "v2"
+    assert registry.resolve("active") == "v1"
+    registry.activate("v2")
+    assert registry.resolve("active") == "v2"
+
+
+def test_a_registry_of_models_none_of_which_activates_itself_serves_its_newest(
+    tmp_path: Path, onnx_file: Path
+) -> None:
+    registry = Registry(tmp_path)
+    registry.publish(onnx_file, make_card(auto_activate=False))
+    registry.publish(onnx_file, make_card(auto_activate=False))
+
+    assert registry.resolve("active") == "v2"
 
 
 def test_unknown_and_malformed_versions_say_what_exists(tmp_path: Path, onnx_file: Path) -> None:

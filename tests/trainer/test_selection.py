@@ -1,4 +1,4 @@
-"""Checkpoint selection: the most real-looking refiner that stays close to its input wins."""
+"""Checkpoint selection: the most real-looking refiner that keeps the labels wins; the verdict is honest."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from models import Registry
 from tests.factories import publish_tiny_refiner, shift_refiner, uniform_images
-from trainer.evaluate import published_refiner
-from trainer.selection import CheckpointSelector, pixel_w1, refine_with_module
+from trainer.evaluate import Targets, published_refiner
+from trainer.selection import CheckpointSelector, LabeledSet, pixel_w1, refine_with_module
 from trainer.task_models import TaskBudget
 
 FAST = TaskBudget(steps=40, batch_size=32)
@@ -43,11 +43,38 @@ def test_selector_keeps_the_refiner_that_makes_images_look_real(selector: Checkp
     assert selector.best_state["offset"].item() == pytest.approx(40 / 127.5)
 
 
-def test_selector_refuses_a_refiner_that_moves_pixels_too_far(selector: CheckpointSelector) -> None:
+def test_selector_refuses_a_refiner_that_destroys_the_labels() -> None:
+    # Two classes, dark and bright images; a refiner that saturates every pixel erases the difference.
+    synthetic = np.concatenate([uniform_images(300, 0, 60, seed=1), uniform_images(300, 60, 120, seed=3)])
+    labels = [{"bright": int(i >= 300)} for i in range(600)]
+    targets = Targets(("bright",), "classification", (0, 1))
+    selector = CheckpointSelector(
+        synthetic,
+        uniform_images(128, 40, 160, seed=2),
+        labels=LabeledSet(synthetic, labels, targets),
+        seed=0,
+        probe_size=64,
+        budget=FAST,
+    )
+    assert selector.baseline.consistency == pytest.approx(1.0)
     selector.consider(100, shift_refiner(0.0))
     assert not selector.consider(200, shift_refiner(200.0))
     assert selector.candidates[-1].eligible is False
+    assert selector.candidates[-1].consistency is not None and selector.candidates[-1].consistency < 0.95
     assert selector.summary()["step"] == 100
+
+
+def test_the_verdict_says_no_measurable_change_for_an_identity_refiner(selector: CheckpointSelector) -> None:
+    selector.consider(100, shift_refiner(0.0))
+    assert selector.verdict()["verdict"] == "no measurable change"
+    assert selector.verdict()["try"]
+    assert selector.summary()["why"].startswith("no checkpoint looked measurably more real")
+
+
+def test_the_verdict_says_improved_when_refined_images_look_real(selector: CheckpointSelector) -> None:
+    selector.consider(100, shift_refiner(40.0))
+    assert selector.verdict()["verdict"] == "improved"
+    assert selector.verdict()["numbers"]["realism_gain"] > selector.verdict()["numbers"]["margin"]
 
 
 def test_selector_state_round_trips_for_a_resumed_run(selector: CheckpointSelector) -> None:
