@@ -10,7 +10,6 @@ jobs/<job id>/artifacts/ at every checkpoint and served by GET /train-jobs/{id}/
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,18 @@ from models import Registry, RegistryError
 from trainer.checkpoint import load_checkpoint
 from trainer.data import ImageSet
 from trainer.evaluate import EvaluationError, evaluate
+from trainer.export import dataset_entry, publish_checkpoint
 from trainer.selection import CheckpointSelector
 from trainer.task_models import TaskBudget
-from trainer.training import Progress, SimGAN, train
+from trainer.training import Hooks, Progress, SimGAN, train
 
 log = logging.getLogger(__name__)
 
 
-def _dataset_entry(store: DatasetStore, dataset_id: str) -> dict[str, Any]:
-    """What the model card records about a training dataset (id, kind, shape, sha256)."""
+def _dataset_entry(store: DatasetStore, dataset_id: str, images: np.ndarray) -> dict[str, Any]:
+    """The card's record of a stored training dataset: its id, source and the sha256 of its images.npy."""
     info = store.get(dataset_id)
-    data = asdict(info)
-    keep = ("id", "kind", "count", "height", "width", "channels", "sha256", "source")
-    return {key: data[key] for key in keep if key in data}
+    return dataset_entry(info.kind, images, sha256=info.sha256, id=info.id, source=info.source)
 
 
 def _selector(synthetic: Any, real: Any, config: TrainConfig) -> CheckpointSelector | None:
@@ -60,22 +58,8 @@ def _published(registry: Registry, version: Any) -> str | None:
     return version
 
 
-def _train(
-    job: JobContext,
-    config: TrainConfig,
-    workdir: Path,
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    datasets: list[dict[str, Any]],
-    registry: Registry,
-) -> dict[str, Any] | Retry:
-    """Train (resuming from workdir's checkpoint if there is one) and publish; the job's summary."""
-    checkpoint = workdir / "checkpoint.pt"
-    resume = checkpoint if checkpoint.is_file() else None
-    resumed_from = int(load_checkpoint(checkpoint)["step"]) if resume else None
-    if resumed_from is not None:
-        log.info("job %s: resuming from step %d (%s)", job.id, resumed_from, checkpoint)
-        job.set_meta(resumed_from_step=resumed_from)
+def _hooks(job: JobContext) -> Hooks:
+    """Progress into the job's meta (the last step always), stops from the worker or a cancel."""
 
     def report(progress: Progress) -> None:
         job.report(
@@ -92,18 +76,28 @@ def _train(
     def checkpointed(run: SimGAN, path: Path) -> None:
         job.set_meta(checkpoint_step=run.step)
 
+    return Hooks(progress=report, should_stop=job.should_stop, on_checkpoint=checkpointed)
+
+
+def _train(
+    job: JobContext,
+    config: TrainConfig,
+    workdir: Path,
+    synthetic: np.ndarray,
+    real: np.ndarray,
+    datasets: list[dict[str, Any]],
+    registry: Registry,
+) -> dict[str, Any] | Retry:
+    """Train (resuming from workdir's checkpoint if there is one) and publish; the job's summary."""
+    checkpoint = workdir / "checkpoint.pt"
+    resume = checkpoint if checkpoint.is_file() else None
+    resumed_from = int(load_checkpoint(checkpoint)["step"]) if resume else None
+    if resumed_from is not None:
+        log.info("job %s: resuming from step %d (%s)", job.id, resumed_from, checkpoint)
+        job.set_meta(resumed_from_step=resumed_from)
+    selector = _selector(synthetic, real, config)
     result = train(
-        config,
-        synthetic,
-        real,
-        registry=registry,
-        workdir=workdir,
-        resume=resume,
-        progress=report,
-        should_stop=job.should_stop,
-        datasets=datasets,
-        on_checkpoint=checkpointed,
-        selector=_selector(synthetic, real, config),
+        config, synthetic, real, workdir=workdir, resume=resume, hooks=_hooks(job), selector=selector
     )
     summary = {"step": result.step, "final_losses": result.final_losses, "resumed_from_step": resumed_from}
     if result.stopped and job.cancel_requested:
@@ -111,7 +105,8 @@ def _train(
     if result.stopped:
         log.info("job %s: stopped at step %d; it will resume from %s", job.id, result.step, checkpoint)
         return job.retry_later()
-    return {"model_version": result.version, **summary}
+    card = publish_checkpoint(result.checkpoint, registry, datasets=datasets)
+    return {"model_version": card.version, **summary}
 
 
 def _evaluate(
@@ -173,7 +168,10 @@ def run_train_job(
         # A run that died after publishing (while evaluating) must not train and publish again.
         version = _published(registry, job.meta.get("model_version"))
         if version is None:
-            datasets = [_dataset_entry(store, synthetic_dataset), _dataset_entry(store, real_dataset)]
+            datasets = [
+                _dataset_entry(store, synthetic_dataset, synthetic),
+                _dataset_entry(store, real_dataset, real),
+            ]
             outcome = _train(job, train_config, workdir, synthetic, real, datasets, registry)
             if not isinstance(outcome, dict) or outcome.get("canceled"):
                 return outcome

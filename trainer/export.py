@@ -1,12 +1,15 @@
 """Export a refiner to ONNX (uint8 in, uint8 out), check it against torch, publish it.
 
-Export reads checkpoints, never live training objects (`export_checkpoint`); `publish_refiner`
-is the step both share, and what tests use for an untrained refiner.
+Export reads checkpoints, never live training objects: train() ends at a checkpoint, and its
+callers (the CLI, the job, bundle-default, bench) publish it with `publish_checkpoint`.
+`publish_refiner` is the step all share, and what tests use for an untrained refiner.
+`dataset_entry` is the one builder of a model card's dataset entries.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,6 +30,27 @@ PARITY_SIZES = ((35, 55), (48, 64))
 PARITY_BATCH = 2
 MAX_PARITY_ERROR = 1.0
 """Most pixel levels onnxruntime may differ from torch: rounding at x.5 may flip one level."""
+
+
+def dataset_entry(
+    kind: str, images: np.ndarray, *, sha256: str | None = None, **provenance: Any
+) -> dict[str, Any]:
+    """A model card's (and checkpoint's) record of one training dataset, given as uint8 images.
+
+    kind, count, height, width, channels and sha256, plus `provenance` (a store id and source, a
+    file path, a simulator and its seed). `sha256` defaults to the hash of the pixels; a stored
+    dataset passes its own (of images.npy), so that its card names the file the store serves.
+    """
+    channels = images.shape[3] if images.ndim == 4 else 1  # (N, H, W) is single-channel
+    return {
+        "kind": kind,
+        "count": int(images.shape[0]),
+        "height": int(images.shape[1]),
+        "width": int(images.shape[2]),
+        "channels": int(channels),
+        "sha256": sha256 if sha256 is not None else hashlib.sha256(images.tobytes()).hexdigest(),
+        **provenance,
+    }
 
 
 class ExportError(RuntimeError):
@@ -147,3 +171,21 @@ def export_checkpoint(checkpoint: Path, registry: Registry, **card_fields: Any) 
         **card_fields,
     }
     return publish_refiner(refiner, refiner_config.channels, registry, **fields)
+
+
+def publish_checkpoint(
+    checkpoint: Path,
+    registry: Registry,
+    *,
+    datasets: list[dict[str, Any]] | None = None,
+    notes: str = "",
+) -> ModelCard:
+    """Publish what a finished train() left in `checkpoint`: the selected refiner, or the last.
+
+    `datasets` (built with `dataset_entry`) replaces the checkpoint's own record of the training
+    arrays, for callers that know more about them (store ids, file paths, simulator seeds).
+    """
+    fields: dict[str, Any] = {"notes": notes}
+    if datasets is not None:
+        fields["datasets"] = datasets
+    return export_checkpoint(checkpoint, registry, **fields)

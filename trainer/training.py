@@ -1,5 +1,8 @@
 """The S+U training loop (SimGAN, Algorithm 1): one function for the CLI and the job queue.
 
+`train()` ends at a checkpoint holding the selected refiner's weights; its callers publish that
+checkpoint (trainer.export.publish_checkpoint), so training never touches the registry.
+
 Steps are counted across three phases: `pretrain_refiner` (R with the self-regularisation
 loss only), `pretrain_discriminator` (D against the pretrained R), then `adversarial`, where
 one step is one iteration of Algorithm 1: `kg` refiner updates, then `kd` D updates.
@@ -8,7 +11,6 @@ one step is one iteration of Algorithm 1: `kg` refiner updates, then `kd` D upda
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import random
 import time
@@ -23,11 +25,11 @@ from torch import nn
 
 from core.layout import ARTIFACTS_DIR, CHECKPOINT_NAME
 from core.train_config import LEGACY_VALUES, ConfigError, TrainConfig
-from models import Registry
 from trainer.artifacts import write_artifacts
 from trainer.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from trainer.data import DeviceImages, as_nhwc
 from trainer.device import autocast, prepare_module, resolve_device
+from trainer.export import dataset_entry
 from trainer.history import ImageHistory
 from trainer.losses import REAL, REFINED, local_adversarial_loss, patch_accuracy, self_regularization_loss
 from trainer.networks import DiscriminatorConfig, RefinerConfig, build_discriminator, build_refiner
@@ -46,7 +48,7 @@ class Selector(Protocol):
     """Chooses which checkpoint's refiner to publish (GAN training oscillates; the last is not always best).
 
     `consider` is called at every scheduled checkpoint and at the end; the winner's weights
-    (`best_state`) and `summary()` go into the checkpoint, and export publishes those.
+    (`best_state`) and `summary()` go into the checkpoint, and publishing a checkpoint publishes those.
     """
 
     best_state: dict[str, torch.Tensor] | None
@@ -72,12 +74,24 @@ class Progress:
 
 @dataclass(frozen=True)
 class TrainResult:
-    version: str | None  # None when stopped before the end
-    stopped: bool
+    stopped: bool  # should_stop() turned true before the last step; resume from `checkpoint`
     step: int
-    checkpoint: Path
+    checkpoint: Path  # holds the selected refiner (or the last), ready to publish
     final_losses: dict[str, float]
     artifacts: dict[str, Path]  # name -> file (sample grid, loss curves) in workdir/artifacts
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a caller of train() hears and says while it runs; every one is optional.
+
+    progress(p) after every step; should_stop() before every step (true: checkpoint and return);
+    on_checkpoint(run, path) after every checkpoint is written and its pictures drawn.
+    """
+
+    progress: Callable[[Progress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    on_checkpoint: Callable[[SimGAN, Path], None] | None = None
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -248,21 +262,6 @@ class SimGAN:
         restore_rng(state["rng"], self.generator)
 
 
-def describe_datasets(synthetic: np.ndarray, real: np.ndarray) -> list[dict[str, Any]]:
-    """Card entries for datasets given as arrays: kind, shape and the sha256 of the pixels."""
-    return [
-        {
-            "kind": kind,
-            "count": int(images.shape[0]),
-            "height": int(images.shape[1]),
-            "width": int(images.shape[2]),
-            "channels": int(images.shape[3]),
-            "sha256": hashlib.sha256(images.tobytes()).hexdigest(),
-        }
-        for kind, images in (("synthetic", synthetic), ("real", real))
-    ]
-
-
 def _check_resumable(config: TrainConfig, state: dict[str, Any], path: Path) -> None:
     saved = {**LEGACY_VALUES, **state["config"]}
     changed = sorted(k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != getattr(config, k))
@@ -273,91 +272,115 @@ def _check_resumable(config: TrainConfig, state: dict[str, Any], path: Path) -> 
         )
 
 
-def train(
-    config: TrainConfig,
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    *,
-    registry: Registry,
-    workdir: Path,
-    resume: Path | None = None,
-    progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    datasets: list[dict[str, Any]] | None = None,
-    on_checkpoint: Callable[[SimGAN, Path], None] | None = None,
-    selector: Selector | None = None,
-) -> TrainResult:
-    """Train a refiner on (synthetic, real) uint8 images and publish it into `registry`.
+class _Checkpoints:
+    """Writes workdir/checkpoint.pt with the selector's choice, and redraws the pictures beside it."""
 
-    Writes workdir/checkpoint.pt every `checkpoint_every` steps, when `should_stop()` turns true
-    (then returns with version None), and at the end, when it exports that checkpoint and
-    publishes it: the last refiner, or the one `selector` chose among the checkpoints.
-    `on_checkpoint(run, path)` is called after every checkpoint is written. With every checkpoint
-    the pictures in workdir/artifacts (trainer/artifacts.py) are redrawn, so a long run can be
-    watched; the last ones show the published refiner.
-    """
+    def __init__(
+        self,
+        run: SimGAN,
+        images: tuple[np.ndarray, np.ndarray],
+        workdir: Path,
+        selector: Selector | None,
+        hooks: Hooks,
+    ) -> None:
+        self.run, self.workdir, self.selector, self.hooks = run, workdir, selector, hooks
+        self.path = workdir / CHECKPOINT_NAME
+        synthetic, real = images
+        # Fixed rows for the sample grid, so pictures of successive checkpoints compare like for like.
+        self.samples = synthetic[:ARTIFACT_SAMPLES], real[:ARTIFACT_SAMPLES]
+        # What the checkpoint says it was trained on; publishers that know more pass their own.
+        self.datasets = [dataset_entry("synthetic", synthetic), dataset_entry("real", real)]
+
+    def save(self, scheduled: bool = True) -> dict[str, Path]:
+        """Write the checkpoint, draw its pictures, tell on_checkpoint; the pictures' paths."""
+        extra: dict[str, Any] = {"datasets": self.datasets}
+        if self.selector is not None:
+            if scheduled:  # a stop is not a checkpoint of the schedule: resuming must not score twice
+                self.selector.consider(self.run.step, self.run.refiner)
+            extra.update(
+                selector=self.selector.state_dict(),
+                selected_refiner=self.selector.best_state,
+                selection=self.selector.summary(),
+            )
+        save_checkpoint(self.path, {**self.run.state_dict(), **extra})
+        paths = self.pictures(self.run.refiner)
+        if self.hooks.on_checkpoint is not None:
+            self.hooks.on_checkpoint(self.run, self.path)
+        return paths
+
+    def pictures(self, refiner: nn.Module) -> dict[str, Path]:
+        synthetic, real = self.samples
+        refined = refine_with_module(refiner, synthetic)  # (8, H, W, C) uint8, as the ONNX graph rounds
+        return write_artifacts(self.workdir / ARTIFACTS_DIR, synthetic, refined, real, self.run.loss_log)
+
+    def final(self) -> dict[str, Path]:
+        """The last checkpoint; its pictures show the selected refiner, the one that will be published."""
+        paths = self.save()
+        if self.selector is None or self.selector.best_state is None:
+            return paths
+        selected = copy.deepcopy(self.run.refiner)
+        selected.load_state_dict(self.selector.best_state)
+        return self.pictures(selected)
+
+
+def _checked_images(synthetic: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     synthetic, real = as_nhwc(synthetic, "synthetic images"), as_nhwc(real, "real images")
     if synthetic.shape[-1] != real.shape[-1]:
         raise TrainingError(
             f"synthetic images have {synthetic.shape[-1]} channel(s) and real ones {real.shape[-1]}; "
             "both datasets must have the same channel count"
         )
-    device = resolve_device(config.device)
-    run = SimGAN(config, synthetic, real, device)
-    checkpoint = Path(workdir) / CHECKPOINT_NAME
-    # Fixed rows for the sample grid, so pictures of successive checkpoints compare like for like.
-    samples = synthetic[:ARTIFACT_SAMPLES], real[:ARTIFACT_SAMPLES]
-    datasets = datasets if datasets is not None else describe_datasets(synthetic, real)
+    return synthetic, real
+
+
+def _resume(run: SimGAN, resume: Path, selector: Selector | None) -> None:
+    # On the CPU: RNG states must be CPU tensors; modules and optimisers move their own.
+    state = load_checkpoint(resume, map_location="cpu")
+    _check_resumable(run.config, state, resume)
+    run.load_state_dict(state)
+    if selector is not None and "selector" in state:
+        selector.load_state_dict(state["selector"])
+
+
+def train(
+    config: TrainConfig,
+    synthetic: np.ndarray,
+    real: np.ndarray,
+    *,
+    workdir: Path,
+    resume: Path | None = None,
+    hooks: Hooks = Hooks(),  # frozen: one shared default is safe
+    selector: Selector | None = None,
+) -> TrainResult:
+    """Train a refiner on (synthetic, real) uint8 images; ends at a checkpoint, publishes nothing.
+
+    Writes workdir/checkpoint.pt every `checkpoint_every` steps, when `hooks.should_stop()` turns
+    true (then returns with `stopped`), and at the end, when it holds the refiner to publish: the
+    last one, or the one `selector` chose among the checkpoints (trainer.export.publish_checkpoint
+    publishes it). With every checkpoint the pictures in workdir/artifacts (trainer/artifacts.py)
+    are redrawn, so a long run can be watched; the last ones show the selected refiner.
+    """
+    images = _checked_images(synthetic, real)
+    run = SimGAN(config, *images, resolve_device(config.device))
     if resume is not None:
-        # On the CPU: RNG states must be CPU tensors; modules and optimisers move their own.
-        state = load_checkpoint(resume, map_location="cpu")
-        _check_resumable(config, state, Path(resume))
-        run.load_state_dict(state)
-        if selector is not None and "selector" in state:
-            selector.load_state_dict(state["selector"])
-
-    def save(scheduled: bool = True) -> dict[str, Path]:
-        extra: dict[str, Any] = {"datasets": datasets}
-        if selector is not None:
-            if scheduled:  # a stop is not a checkpoint of the schedule: resuming must not score twice
-                selector.consider(run.step, run.refiner)
-            extra.update(
-                selector=selector.state_dict(),
-                selected_refiner=selector.best_state,
-                selection=selector.summary(),
-            )
-        save_checkpoint(checkpoint, {**run.state_dict(), **extra})
-        paths = pictures(run.refiner)
-        if on_checkpoint is not None:
-            on_checkpoint(run, checkpoint)
-        return paths
-
-    def pictures(refiner: nn.Module) -> dict[str, Path]:
-        refined = refine_with_module(refiner, samples[0])  # (8, H, W, C) uint8, as the ONNX graph rounds
-        return write_artifacts(Path(workdir) / ARTIFACTS_DIR, samples[0], refined, samples[1], run.loss_log)
-
+        _resume(run, Path(resume), selector)
+    checkpoints = _Checkpoints(run, images, Path(workdir), selector, hooks)
     total, first_step, started = run.total_steps, run.step, time.perf_counter()
     while run.step < total:
-        if should_stop is not None and should_stop():
-            paths = save(scheduled=False)
-            return TrainResult(None, True, run.step, checkpoint, run.losses, paths)
+        if hooks.should_stop is not None and hooks.should_stop():
+            paths = checkpoints.save(scheduled=False)
+            return TrainResult(True, run.step, checkpoints.path, run.losses, paths)
         losses = run.train_step()
         if not all(math.isfinite(v) for v in losses.values()):
             raise TrainingError(
                 f"losses became non-finite at step {run.step} ({losses}); lower refiner_lr and "
-                f"discriminator_lr, or resume from the last checkpoint {checkpoint}"
+                f"discriminator_lr, or resume from the last checkpoint {checkpoints.path}"
             )
-        if progress is not None:
+        if hooks.progress is not None:
             per_step = (time.perf_counter() - started) / (run.step - first_step)
-            progress(Progress(run.step, total, run.phase(run.step), losses, per_step * (total - run.step)))
+            eta = per_step * (total - run.step)
+            hooks.progress(Progress(run.step, total, run.phase(run.step), losses, eta))
         if run.step % config.checkpoint_every == 0 and run.step < total:
-            save()
-    save()
-    from trainer.export import export_checkpoint
-
-    card = export_checkpoint(checkpoint, registry)
-    published = run.refiner
-    if selector is not None and selector.best_state is not None:
-        published = copy.deepcopy(run.refiner)
-        published.load_state_dict(selector.best_state)
-    return TrainResult(card.version, False, run.step, checkpoint, run.losses, pictures(published))
+            checkpoints.save()
+    paths = checkpoints.final()
+    return TrainResult(False, run.step, checkpoints.path, run.losses, paths)

@@ -102,9 +102,10 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
     from models import Registry
     from simulators import simulate
     from trainer.evaluate import evaluate
+    from trainer.export import publish_checkpoint
     from trainer.selection import CheckpointSelector
     from trainer.task_models import TaskBudget
-    from trainer.training import train
+    from trainer.training import Hooks, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,16 +122,15 @@ def quality_run(gap: float, seed: int, args: argparse.Namespace, overrides: dict
             config,
             synthetic.images,
             real.images,
-            registry=registry,
             workdir=Path(tmp) / "run",
-            progress=_progress(f"gap {gap} seed {seed}"),
+            hooks=Hooks(progress=_progress(f"gap {gap} seed {seed}")),
             selector=CheckpointSelector(synthetic.images, real.images, seed=seed),
         )
+        card = publish_checkpoint(result.checkpoint, registry)
         train_seconds = time.perf_counter() - started
-        assert result.version is not None
-        selection = registry.get(result.version).selection
+        selection = card.selection
         metrics = evaluate(
-            result.version,
+            card.version,
             synthetic,
             real.images,
             labeled,

@@ -12,8 +12,14 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from simgan.commands.train import add_config_argument
+
+if TYPE_CHECKING:  # imported when the verb runs, so `simgan --help` stays quick
+    import numpy as np
+
+    from models import ModelCard, Registry
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "models" / "bundled"
 DEFAULT_STEPS = 400
@@ -44,16 +50,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import hashlib
+def _simulate(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Eye images per domain and the card's record of how each was simulated."""
+    from simulators import simulate
+    from trainer.export import dataset_entry
 
+    domains, datasets = {}, []
+    for offset, domain in enumerate(("synthetic", "real")):
+        # Different seeds per domain: the real set must not hold the same scenes as the synthetic one.
+        seed = args.seed + offset
+        domains[domain] = simulate("eyes", args.count, domain=domain, seed=seed).images
+        datasets.append(dataset_entry(domain, domains[domain], simulator="eyes", seed=seed))
+    return domains, datasets
+
+
+def _write_bundle(registry: Registry, card: ModelCard, out: Path) -> None:
+    """model.onnx, then card.json, into `out`: a card always describes the file beside it."""
+    from models.registry import CARD_NAME, ONNX_NAME
+
+    out.mkdir(parents=True, exist_ok=True)
+    staged = out / f".{ONNX_NAME}.tmp"
+    shutil.copyfile(registry.onnx_path(card.version), staged)
+    staged.replace(out / ONNX_NAME)
+    staged_card = out / f".{CARD_NAME}.tmp"
+    staged_card.write_text(replace(card, version="").to_json() + "\n")
+    staged_card.replace(out / CARD_NAME)
+
+
+def run(args: argparse.Namespace) -> int:
     from core.train_config import ConfigError, TrainConfig
     from models import Registry
     from models.registry import CARD_NAME, ONNX_NAME
     from simgan.commands.train import console_progress, parse_overrides
-    from simulators import simulate
+    from trainer.export import publish_checkpoint
     from trainer.selection import CheckpointSelector
-    from trainer.training import train
+    from trainer.training import Hooks, train
 
     try:
         overrides = {
@@ -66,21 +97,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"simgan bundle-default: {exc}", file=sys.stderr)
         return 2
-    domains = {}
-    datasets = []
-    for offset, domain in enumerate(("synthetic", "real")):
-        # Different seeds per domain: the real set must not hold the same scenes as the synthetic one.
-        batch = simulate("eyes", args.count, domain=domain, seed=args.seed + offset)
-        domains[domain] = batch.images
-        datasets.append(
-            {
-                "kind": domain,
-                "simulator": "eyes",
-                "seed": args.seed + offset,
-                "count": args.count,
-                "sha256": hashlib.sha256(batch.images.tobytes()).hexdigest(),
-            }
-        )
+    domains, datasets = _simulate(args)
     with tempfile.TemporaryDirectory(prefix="simgan-bundle-") as tmp:
         registry = Registry(Path(tmp) / "models")
         with console_progress("bundle-default") as progress:
@@ -88,26 +105,13 @@ def run(args: argparse.Namespace) -> int:
                 config,
                 domains["synthetic"],
                 domains["real"],
-                registry=registry,
                 workdir=Path(tmp) / "run",
-                progress=progress,
-                datasets=datasets,
+                hooks=Hooks(progress=progress),
                 selector=CheckpointSelector(domains["synthetic"], domains["real"], seed=config.seed),
             )
-        assert result.version is not None
-        card = replace(
-            registry.get(result.version),
-            version="",
-            notes=f"bundled default: simgan bundle-default --steps {args.steps} --count {args.count}",
-        )
-        args.out.mkdir(parents=True, exist_ok=True)
-        # The ONNX file first, the card last: a card always describes the file beside it.
-        staged = args.out / f".{ONNX_NAME}.tmp"
-        shutil.copyfile(registry.onnx_path(result.version), staged)
-        staged.replace(args.out / ONNX_NAME)
-        staged_card = args.out / f".{CARD_NAME}.tmp"
-        staged_card.write_text(card.to_json() + "\n")
-        staged_card.replace(args.out / CARD_NAME)
+        notes = f"bundled default: simgan bundle-default --steps {args.steps} --count {args.count}"
+        card = publish_checkpoint(result.checkpoint, registry, datasets=datasets, notes=notes)
+        _write_bundle(registry, card, args.out)
     size = (args.out / ONNX_NAME).stat().st_size
     print(f"wrote {args.out / ONNX_NAME} ({size / 1e6:.2f} MB) and {CARD_NAME}: {result.final_losses}")
     return 0

@@ -13,7 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch-heavy: imported when a verb runs, so `simgan --help` stays quick
+    from core.train_config import TrainConfig
+    from trainer.data import ImageSet
+    from trainer.selection import CheckpointSelector
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,53 +114,63 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run(args: argparse.Namespace) -> int:
-    from core.settings import get_settings
-    from core.train_config import ConfigError, TrainConfig
-    from models import Registry
-    from trainer.checkpoint import load_checkpoint
-    from trainer.data import DataError, load_images
+def _selector(args: argparse.Namespace, synthetic: Any, real: Any, seed: int) -> CheckpointSelector | None:
+    """The checkpoint selector, or None with --no-select or for sets too small to score on."""
     from trainer.selection import CheckpointSelector
-    from trainer.training import describe_datasets, train
 
-    settings = get_settings()
+    if args.no_select:
+        return None
+    try:
+        return CheckpointSelector(synthetic, real, seed=seed)
+    except ValueError as exc:
+        print(f"simgan train: checkpoint selection is off: {exc}", file=sys.stderr)
+        return None
+
+
+def _inputs(args: argparse.Namespace) -> tuple[TrainConfig, ImageSet, ImageSet]:
+    """The config (the checkpoint's when resuming, with the overrides) and both datasets."""
+    from core.train_config import TrainConfig
+    from trainer.checkpoint import load_checkpoint
+    from trainer.data import load_images
+
     overrides = parse_overrides(args.config)
     if args.steps is not None:
         overrides["steps"] = str(args.steps)
+    if args.resume:
+        config = TrainConfig.from_saved(load_checkpoint(args.resume)["config"], overrides)
+    else:
+        config = TrainConfig.from_overrides(overrides)
+    return config, load_images(args.synthetic), load_images(args.real)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from core.train_config import ConfigError
+    from models import Registry
+    from trainer.data import DataError
+    from trainer.export import dataset_entry, publish_checkpoint
+    from trainer.training import Hooks, train
+
+    settings = get_settings()
     try:
-        if args.resume:
-            config = TrainConfig.from_saved(load_checkpoint(args.resume)["config"], overrides)
-        else:
-            config = TrainConfig.from_overrides(overrides)
-        synthetic = load_images(args.synthetic)
-        real = load_images(args.real)
+        config, synthetic, real = _inputs(args)
     except (ConfigError, DataError) as exc:
         print(f"simgan train: {exc}", file=sys.stderr)
         return 2
     workdir = args.workdir or (
         args.resume.parent if args.resume else settings.home / "runs" / time.strftime("train-%Y%m%d-%H%M%S")
     )
-    datasets = describe_datasets(synthetic.images, real.images)
-    for entry, path in zip(datasets, (args.synthetic, args.real), strict=True):
-        entry["source"] = str(path)
-    selector = None
-    if not args.no_select:
-        try:
-            selector = CheckpointSelector(synthetic.images, real.images, seed=config.seed)
-        except ValueError as exc:
-            print(f"simgan train: checkpoint selection is off: {exc}", file=sys.stderr)
+    selector = _selector(args, synthetic.images, real.images, config.seed)
     print(f"training in {workdir} (checkpoints: {workdir / 'checkpoint.pt'})", file=sys.stderr)
     with console_progress("train") as progress, stop_on_interrupt() as should_stop:
+        hooks = Hooks(progress=progress, should_stop=should_stop)
         result = train(
             config,
             synthetic.images,
             real.images,
-            registry=Registry(settings.models_path),
             workdir=workdir,
             resume=args.resume,
-            progress=progress,
-            should_stop=should_stop,
-            datasets=datasets,
+            hooks=hooks,
             selector=selector,
         )
     for name, path in result.artifacts.items():
@@ -163,5 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped:
         print(f"stopped at step {result.step}; continue with --resume {result.checkpoint}", file=sys.stderr)
         return 130
-    print(f"published {result.version} to {settings.models_path} ({result.step} steps)")
+    datasets = [
+        dataset_entry("synthetic", synthetic.images, source=str(args.synthetic)),
+        dataset_entry("real", real.images, source=str(args.real)),
+    ]
+    card = publish_checkpoint(result.checkpoint, Registry(settings.models_path), datasets=datasets)
+    print(f"published {card.version} to {settings.models_path} ({result.step} steps)")
     return 0

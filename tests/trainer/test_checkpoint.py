@@ -17,7 +17,7 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.export import export_checkpoint
-from trainer.training import TrainResult, train
+from trainer.training import Hooks, TrainResult, train
 
 
 def _stopped_run(tmp_path: Path, after: int = 3) -> TrainResult:
@@ -26,10 +26,8 @@ def _stopped_run(tmp_path: Path, after: int = 3) -> TrainResult:
         tiny_config(),
         tiny_images(1),
         tiny_images(2),
-        registry=Registry(tmp_path / "models"),
         workdir=tmp_path / "run",
-        progress=lambda p: seen.append(p.step),
-        should_stop=lambda: len(seen) >= after,
+        hooks=Hooks(progress=lambda p: seen.append(p.step), should_stop=lambda: len(seen) >= after),
     )
 
 

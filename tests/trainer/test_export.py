@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ from core.settings import Settings
 from core.train_config import TrainConfig
 from models import Registry
 from simgan.cli import main
-from tests.factories import publish_tiny_refiner
-from trainer.export import ExportError, Uint8Refiner, publish_refiner
+from tests.factories import publish_tiny_refiner, tiny_config, tiny_images
+from trainer.checkpoint import load_checkpoint
+from trainer.export import ExportError, Uint8Refiner, dataset_entry, publish_checkpoint, publish_refiner
 from trainer.networks import RefinerConfig, build_refiner
-from trainer.training import train
+from trainer.training import Hooks, train
 
 
 def _session(registry: Registry, version: str) -> ort.InferenceSession:
@@ -82,14 +84,7 @@ def test_export_command_publishes_a_checkpoint(
 ) -> None:
     config = TrainConfig(batch_size=2, refiner_channels=4, refiner_blocks=1, device="cpu")
     images = np.random.default_rng(0).integers(0, 256, size=(4, 8, 8, 1), dtype=np.uint8)
-    result = train(
-        config,
-        images,
-        images,
-        registry=Registry(tmp_path / "elsewhere"),
-        workdir=tmp_path / "run",
-        should_stop=lambda: True,
-    )
+    result = train(config, images, images, workdir=tmp_path / "run", hooks=Hooks(should_stop=lambda: True))
     assert main(["export", str(result.checkpoint), "--notes", "by hand"]) == 0
     assert "published v1" in capsys.readouterr().out
     assert Registry(settings.models_path).get("v1").notes == "by hand"
@@ -100,3 +95,35 @@ def test_export_command_says_when_the_file_is_not_a_checkpoint(
 ) -> None:
     assert main(["export", str(tmp_path / "nope.pt")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_a_dataset_entry_records_kind_shape_pixel_hash_and_provenance() -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4, 1)
+    entry = dataset_entry("real", images, source="eyes.npz")
+    assert entry == {
+        "kind": "real",
+        "count": 2,
+        "height": 3,
+        "width": 4,
+        "channels": 1,
+        "sha256": hashlib.sha256(images.tobytes()).hexdigest(),
+        "source": "eyes.npz",
+    }
+    assert dataset_entry("real", images[..., 0]) == {k: v for k, v in entry.items() if k != "source"}
+    # A stored dataset names the hash of its images.npy, not of the pixels.
+    assert dataset_entry("real", images, sha256="ab", id="0123")["sha256"] == "ab"
+
+
+def test_publishing_a_checkpoint_records_the_datasets_its_caller_knows(tmp_path: Path) -> None:
+    synthetic, real = tiny_images(1), tiny_images(2)
+    checkpoint = train(tiny_config(), synthetic, real, workdir=tmp_path / "run").checkpoint
+    registry = Registry(tmp_path / "models")
+
+    plain = publish_checkpoint(checkpoint, registry)
+    assert plain.datasets == load_checkpoint(checkpoint)["datasets"]
+    assert [d["kind"] for d in plain.datasets] == ["synthetic", "real"]
+    assert plain.notes == ""
+    known = [dataset_entry("synthetic", synthetic, id="a"), dataset_entry("real", real, id="b")]
+    card = publish_checkpoint(checkpoint, registry, datasets=known, notes="from the store")
+    assert (card.version, card.datasets, card.notes) == ("v2", known, "from the store")
+    assert card.onnx_sha256 == plain.onnx_sha256  # the same refiner, described better

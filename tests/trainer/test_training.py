@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,29 @@ from tests.factories import TINY, tiny_config, tiny_images
 from trainer.artifacts import sample_grid
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import DataError, load_images
+from trainer.export import publish_checkpoint
 from trainer.networks import RefinerConfig, build_refiner
-from trainer.training import PHASES, Progress, SimGAN, TrainingError, TrainResult, train
+from trainer.training import PHASES, Hooks, Progress, SimGAN, TrainingError, TrainResult, train
 
 
-def _train(tmp_path: Path, config: TrainConfig, **kwargs: Any) -> TrainResult:
-    kwargs.setdefault("registry", Registry(tmp_path / "models"))
+def _train(
+    tmp_path: Path,
+    config: TrainConfig,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **kwargs: Any,
+) -> TrainResult:
     kwargs.setdefault("workdir", tmp_path / "run")
-    return train(config, tiny_images(1), tiny_images(2), **kwargs)
+    hooks = Hooks(progress=progress, should_stop=should_stop)
+    return train(config, tiny_images(1), tiny_images(2), hooks=hooks, **kwargs)
 
 
-def test_training_writes_a_checkpoint_and_publishes_a_model_that_matches_torch(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "models")
-    result = _train(tmp_path, tiny_config(), registry=registry)
-    assert (result.version, result.stopped, result.step) == ("v1", False, 6)
+def test_training_ends_at_a_checkpoint_whose_published_model_matches_torch(tmp_path: Path) -> None:
+    result = _train(tmp_path, tiny_config())
+    assert (result.stopped, result.step) == (False, 6)
     assert result.checkpoint == tmp_path / "run" / "checkpoint.pt"
+    registry = Registry(tmp_path / "models")
+    assert publish_checkpoint(result.checkpoint, registry).version == "v1"
     state = load_checkpoint(result.checkpoint)
     refiner = build_refiner(RefinerConfig(**state["refiner_config"]))
     refiner.load_state_dict(state["refiner"])
@@ -64,19 +73,27 @@ def test_progress_reports_every_step_through_the_three_phases(tmp_path: Path) ->
     assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in reports)
 
 
-def test_should_stop_leaves_a_checkpoint_and_publishes_nothing(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "models")
+def test_should_stop_leaves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
     steps: list[int] = []
     result = _train(
         tmp_path,
         tiny_config(),
-        registry=registry,
         progress=lambda p: steps.append(p.step),
         should_stop=lambda: len(steps) >= 3,
     )
-    assert (result.version, result.stopped, result.step) == (None, True, 3)
+    assert (result.stopped, result.step) == (True, 3)
     assert load_checkpoint(result.checkpoint)["step"] == 3
-    assert registry.versions() == []
+
+
+def test_on_checkpoint_hears_of_every_checkpoint_once_it_is_written(tmp_path: Path) -> None:
+    heard: list[tuple[int, int]] = []
+
+    def checkpointed(run: SimGAN, path: Path) -> None:
+        heard.append((run.step, load_checkpoint(path)["step"]))
+
+    hooks = Hooks(on_checkpoint=checkpointed)
+    train(tiny_config(checkpoint_every=2), tiny_images(1), tiny_images(2), workdir=tmp_path, hooks=hooks)
+    assert heard == [(2, 2), (4, 4), (6, 6)]
 
 
 @pytest.mark.parametrize("instance_noise", [0.0, 0.3])
@@ -125,12 +142,13 @@ def test_every_run_draws_its_sample_grid_and_loss_curves(tmp_path: Path) -> None
         assert path.read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_final_sample_grid_shows_the_published_refiner(tmp_path: Path) -> None:
+def test_the_final_sample_grid_shows_the_refiner_that_gets_published(tmp_path: Path) -> None:
+    result = _train(tmp_path, tiny_config(checkpoint_every=2), selector=EarliestSelector())
     registry = Registry(tmp_path / "models")
-    result = _train(tmp_path, tiny_config(checkpoint_every=2), registry=registry, selector=EarliestSelector())
+    card = publish_checkpoint(result.checkpoint, registry)
     synthetic, real = tiny_images(1)[:8], tiny_images(2)[:8]
 
-    session = ort.InferenceSession(str(registry.onnx_path(result.version or "")))
+    session = ort.InferenceSession(str(registry.onnx_path(card.version)))
     published = session.run(None, {"image": synthetic})[0]
 
     assert result.artifacts[SAMPLES_NAME].read_bytes() == sample_grid(synthetic, published, real)
@@ -194,25 +212,23 @@ def test_training_refuses_datasets_with_different_channel_counts(tmp_path: Path)
             tiny_config(),
             tiny_images(1, channels=3),
             tiny_images(2, channels=1),
-            registry=Registry(tmp_path / "models"),
             workdir=tmp_path,
         )
 
 
 def test_training_on_colour_images_with_channel_mean_regularization(tmp_path: Path) -> None:
     config = tiny_config(regularization_space="channel_mean", optimizer="sgd", steps=1)
-    registry = Registry(tmp_path / "models")
-    train(config, tiny_images(1, channels=3), tiny_images(2, channels=3), registry=registry, workdir=tmp_path)
-    assert registry.get("latest").io.channels == 3
+    result = train(config, tiny_images(1, channels=3), tiny_images(2, channels=3), workdir=tmp_path)
+    assert publish_checkpoint(result.checkpoint, Registry(tmp_path / "models")).io.channels == 3
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a usable CUDA device")
 def test_training_on_cuda_publishes_a_model(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "models")
-    result = _train(tmp_path, tiny_config(device="cuda"), registry=registry)
-    assert result.version == "v1"
-    assert registry.get("v1").parity_max_abs_error <= 1
+    result = _train(tmp_path, tiny_config(device="cuda"))
+    card = publish_checkpoint(result.checkpoint, Registry(tmp_path / "models"))
+    assert card.version == "v1"
+    assert card.parity_max_abs_error <= 1
 
 
 # ---------------------------------------------------------------- datasets (trainer/data.py)
@@ -337,11 +353,10 @@ class EarliestSelector:
 
 
 def test_a_selector_scores_every_scheduled_checkpoint_and_its_choice_is_published(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "models")
     selector = EarliestSelector()
-    result = _train(tmp_path, tiny_config(checkpoint_every=2), registry=registry, selector=selector)
+    result = _train(tmp_path, tiny_config(checkpoint_every=2), selector=selector)
     assert selector.steps == [2, 4, 6]
-    card = registry.get(result.version or "")
+    card = publish_checkpoint(result.checkpoint, Registry(tmp_path / "models"))
     assert card.selection == {"criterion": "earliest", "step": 2}
     assert card.steps_trained == 6
     state = load_checkpoint(result.checkpoint)
