@@ -25,9 +25,10 @@ from trainer.checkpoint import load_checkpoint
 from trainer.data import ImageSet
 from trainer.evaluate import EvaluationError, evaluate
 from trainer.export import dataset_entry, publish_checkpoint
-from trainer.selection import CheckpointSelector
+from trainer.run import SimGAN
+from trainer.selection import build_selector
 from trainer.task_models import TaskBudget
-from trainer.training import Hooks, Progress, SimGAN, train
+from trainer.training import Hooks, Progress, train
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,16 @@ def _dataset_entry(store: DatasetStore, dataset_id: str, images: np.ndarray) -> 
     return dataset_entry(info.kind, images, sha256=info.sha256, id=info.id, source=info.source)
 
 
-def _selector(synthetic: Any, real: Any, config: TrainConfig) -> CheckpointSelector | None:
-    """The checkpoint selector, or None for sets too small to test a classifier on (< 4 images)."""
-    try:
-        return CheckpointSelector(synthetic, real, seed=config.seed)
-    except ValueError as exc:
-        log.warning("checkpoint selection is off: %s; the last checkpoint is published", exc)
-        return None
+def _split_labeled(labeled: ImageSet | None, seed: int) -> tuple[ImageSet | None, ImageSet | None]:
+    """A labeled real set in two halves: one chooses the checkpoint, the other evaluates the choice,
+    so the reported figures are not measured on the images that picked the winner."""
+    if labeled is None or labeled.annotations is None or len(labeled) < 4:
+        return None, labeled
+    order = np.random.default_rng(seed).permutation(len(labeled))
+    halves = order[: len(order) // 2], order[len(order) // 2 :]
+    notes = labeled.annotations
+    choose, score = (ImageSet(labeled.images[h], [notes[i] for i in h]) for h in halves)
+    return choose, score
 
 
 def _published(registry: Registry, version: Any) -> str | None:
@@ -83,8 +87,7 @@ def _train(
     job: JobContext,
     config: TrainConfig,
     workdir: Path,
-    synthetic: np.ndarray,
-    real: np.ndarray,
+    data: tuple[ImageSet, np.ndarray, ImageSet | None, list[str] | None],
     datasets: list[dict[str, Any]],
     registry: Registry,
 ) -> dict[str, Any] | Retry:
@@ -95,7 +98,16 @@ def _train(
     if resumed_from is not None:
         log.info("job %s: resuming from step %d (%s)", job.id, resumed_from, checkpoint)
         job.set_meta(resumed_from_step=resumed_from)
-    selector = _selector(synthetic, real, config)
+    synthetic_set, real, choose, targets = data
+    synthetic = synthetic_set.images
+    selector = build_selector(
+        synthetic,
+        synthetic_set.annotations,
+        real,
+        targets=targets,
+        real_labeled=None if choose is None else (choose.images, choose.annotations or []),
+        seed=config.seed,
+    )
     result = train(
         config, synthetic, real, workdir=workdir, resume=resume, hooks=_hooks(job), selector=selector
     )
@@ -106,7 +118,12 @@ def _train(
         log.info("job %s: stopped at step %d; it will resume from %s", job.id, result.step, checkpoint)
         return job.retry_later()
     card = publish_checkpoint(result.checkpoint, registry, datasets=datasets)
-    return {"model_version": card.version, **summary}
+    return {
+        "model_version": card.version,
+        "verdict": card.verdict,
+        "activated": card.auto_activate,
+        **summary,
+    }
 
 
 def _evaluate(
@@ -164,6 +181,12 @@ def run_train_job(
         workdir = settings.job_workdir(job.id or "direct")
         synthetic, synthetic_notes, _ = store.load(synthetic_dataset)
         real = store.load(real_dataset)[0]
+        labeled = None
+        if real_labeled_dataset is not None:
+            labeled_images, labeled_notes, _ = store.load(real_labeled_dataset)
+            labeled = ImageSet(labeled_images, labeled_notes)
+        choose, scored = _split_labeled(labeled, train_config.seed)
+        data = (ImageSet(synthetic, synthetic_notes), real, choose, targets)
 
         # A run that died after publishing (while evaluating) must not train and publish again.
         version = _published(registry, job.meta.get("model_version"))
@@ -172,7 +195,7 @@ def run_train_job(
                 _dataset_entry(store, synthetic_dataset, synthetic),
                 _dataset_entry(store, real_dataset, real),
             ]
-            outcome = _train(job, train_config, workdir, synthetic, real, datasets, registry)
+            outcome = _train(job, train_config, workdir, data, datasets, registry)
             if not isinstance(outcome, dict) or outcome.get("canceled"):
                 return outcome
             version = outcome["model_version"]
@@ -180,8 +203,11 @@ def run_train_job(
         else:
             log.info("job %s: %s was published before this run; not training again", job.id, version)
             state = load_checkpoint(workdir / "checkpoint.pt")
+            card = registry.get(version)
             outcome = {
                 "model_version": version,
+                "verdict": card.verdict,
+                "activated": card.auto_activate,
                 "step": int(state["step"]),
                 "final_losses": dict(state["losses"]),
                 "resumed_from_step": job.meta.get("resumed_from_step"),
@@ -189,17 +215,13 @@ def run_train_job(
 
         metrics = registry.get(version).metrics
         if train_config.evaluate:
-            labeled = None
-            if real_labeled_dataset is not None:
-                labeled_images, labeled_notes, _ = store.load(real_labeled_dataset)
-                labeled = ImageSet(labeled_images, labeled_notes)
             metrics = _evaluate(
                 job,
                 registry,
                 version,
                 ImageSet(synthetic, synthetic_notes),
                 real,
-                labeled,
+                scored,
                 targets,
                 train_config.seed,
                 TaskBudget(steps=settings.evaluation_task_steps),

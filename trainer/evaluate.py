@@ -239,7 +239,7 @@ def realism(
     return figures
 
 
-def _fit_task(
+def fit_task(
     images: np.ndarray, y: np.ndarray, targets: Targets, seed: int, budget: TaskBudget, device: str
 ) -> task_models.Ensemble:
     """`budget.members` task models on (images, y), seeds derived from `seed`, as one ensemble."""
@@ -271,9 +271,9 @@ def downstream(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(gap closure, label preservation) figures; `real` is split into the oracle's train and test halves."""
     train, test = _halves(len(real), np.random.default_rng(seed + 2))
-    on_synthetic = _fit_task(synthetic, labels, targets, seed, budget, device)
-    on_refined = _fit_task(refined, labels, targets, seed, budget, device)
-    oracle = _fit_task(real[train], real_labels[train], targets, seed, budget, device)
+    on_synthetic = fit_task(synthetic, labels, targets, seed, budget, device)
+    on_refined = fit_task(refined, labels, targets, seed, budget, device)
+    oracle = fit_task(real[train], real_labels[train], targets, seed, budget, device)
     errors = {
         "error_synthetic": on_synthetic.error(real[test], real_labels[test]),
         "error_refined": on_refined.error(real[test], real_labels[test]),

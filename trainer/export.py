@@ -20,6 +20,15 @@ import torch
 from torch import Tensor, nn
 
 from models import IOSpec, ModelCard, Registry
+from trainer.verdict import NO_CHANGE, activates
+
+NOT_JUDGED: dict[str, Any] = {
+    "verdict": NO_CHANGE,
+    "basis": "none",
+    "numbers": {},
+    "why": "not measured: the run had no checkpoint selector (too few images, or selection turned off)",
+    "try": ["train with at least 4 images of each domain and checkpoint selection on"],
+}
 
 ONNX_OPSET = 17
 """Opset 17 runs on every onnxruntime >= 1.13, which covers the service's range."""
@@ -158,16 +167,22 @@ def export_checkpoint(checkpoint: Path, registry: Registry, **card_fields: Any) 
     state = load_checkpoint(checkpoint)
     refiner_config = RefinerConfig(**state["refiner_config"])
     refiner = build_refiner(refiner_config)
-    # A run with a checkpoint selector publishes the refiner it chose; otherwise the last one.
+    # A run with a checkpoint selector publishes the refiner it chose; otherwise the last one (its
+    # weight average where the run kept one).
     selected = state.get("selected_refiner")
-    refiner.load_state_dict(selected if selected is not None else state["refiner"])
+    average = (state.get("refiner_average") or {}).get("weights")
+    refiner.load_state_dict(next(w for w in (selected, average, state["refiner"]) if w is not None))
     selection = state.get("selection") if selected is not None else None
+    judged = state.get("verdict") or NOT_JUDGED
+    policy = state["config"].get("activate", "always")  # a checkpoint from before verdicts: as it was
     fields = {
         "config": state["config"],
         "datasets": state["datasets"],
         "steps_trained": state["step"],
         "final_losses": state["losses"],
         "selection": selection or {"criterion": "last", "step": state["step"]},
+        "verdict": judged,
+        "auto_activate": activates(judged, policy),
         **card_fields,
     }
     return publish_refiner(refiner, refiner_config.channels, registry, **fields)

@@ -27,12 +27,31 @@ class RefinerConfig:
     kernel: int = 3
 
 
+PATCH_SIZES = (3, 7, 15, 23)
+"""Receptive field of one D output after its first 1, 2, 3 or 4 context layers (the paper's is 23)."""
+
+
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """Feature maps of D's four hidden convs; the paper's are 96, 64, 32, 32."""
+    """Feature maps of D's four hidden convs (the paper's are 96, 64, 32, 32), how many of its context
+    layers it keeps (`depth`, see PATCH_SIZES) and whether its convs are spectrally normalised."""
 
     channels: int
     widths: tuple[int, int, int, int] = (96, 64, 32, 32)
+    depth: int = 4
+    spectral_norm: bool = False
+
+
+def patch_depth(height: int, width: int, fraction: float) -> int:
+    """D's depth whose patch is the largest at most `fraction` of the shorter side (at least 1 layer).
+
+    0 means the paper's D (depth 4, a 23x23 patch) whatever the size. With 0.5: an 8x8 glyph gets
+    3x3 patches, a 28x28 digit 7x7, a 55x35 eye 15x15, 64x64 and larger the paper's 23x23.
+    """
+    if fraction <= 0:
+        return len(PATCH_SIZES)
+    limit = fraction * min(height, width)
+    return max(1, sum(1 for size in PATCH_SIZES if size <= limit))
 
 
 def _check_channels(channels: int) -> None:
@@ -85,26 +104,34 @@ class Discriminator(nn.Module):
 
     The paper's layers without padding shrink a 55x35 eye to a 4x9 map and cannot take an
     8x8 image at all. With padding each stride-2 conv maps H to ceil(H / 2), so the output is
-    (ceil(H / 4), ceil(W / 4)): at least 1x1 for any input, 9x14 for 55x35. The receptive field
-    of one output stays 23x23 pixels, the paper's local patch.
+    (ceil(H / 4), ceil(W / 4)): at least 1x1 for any input, 9x14 for 55x35. With all four context
+    layers the receptive field of one output is 23x23 pixels, the paper's local patch; fewer layers
+    keep the patch local on small images (`patch_depth`).
     """
 
     def __init__(self, cfg: DiscriminatorConfig) -> None:
         super().__init__()
         self.config = cfg
         w1, w2, w3, w4 = cfg.widths
-        self.layers = nn.Sequential(
-            nn.Conv2d(cfg.channels, w1, 3, stride=2, padding=1),  # (B, w1, ceil(H/2), ceil(W/2))
-            nn.ReLU(),
-            nn.Conv2d(w1, w2, 3, stride=2, padding=1),  # (B, w2, ceil(H/4), ceil(W/4))
-            nn.ReLU(),
-            nn.MaxPool2d(3, stride=1, padding=1),
-            nn.Conv2d(w2, w3, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(w3, w4, 1),
-            nn.ReLU(),
-            nn.Conv2d(w4, 2, 1),
-        )
+        context: list[nn.Module] = [
+            nn.Conv2d(cfg.channels, w1, 3, stride=2, padding=1),  # (B, w1, ceil(H/2), ceil(W/2)); patch 3
+            nn.Conv2d(w1, w2, 3, stride=2, padding=1),  # (B, w2, ceil(H/4), ceil(W/4)); patch 7
+            nn.MaxPool2d(3, stride=1, padding=1),  # patch 15
+            nn.Conv2d(w2, w3, 3, padding=1),  # patch 23
+        ]
+        kept = context[: cfg.depth]
+        out = [w1, w2, w2, w3][cfg.depth - 1]
+        layers: list[nn.Module] = []
+        for layer in kept:
+            layers += [layer] if isinstance(layer, nn.MaxPool2d) else [layer, nn.ReLU()]
+        layers += [nn.Conv2d(out, w4, 1), nn.ReLU(), nn.Conv2d(w4, 2, 1)]
+        if cfg.spectral_norm:
+            # Every conv's largest singular value held at 1: D cannot sharpen its decision boundary
+            # without bound, so the gradients R gets stay informative (Miyato et al. 2018).
+            layers = [
+                nn.utils.parametrizations.spectral_norm(m) if isinstance(m, nn.Conv2d) else m for m in layers
+            ]
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         # (B, C, H, W) -> (B, 2, h, w) per-patch logits; class 1 = refined, class 0 = real
@@ -124,4 +151,6 @@ def build_discriminator(cfg: DiscriminatorConfig) -> Discriminator:
     if len(cfg.widths) != 4:
         raise ValueError(f"widths must list the 4 hidden convs' feature maps, got {cfg.widths!r}")
     _check_positive(**{f"widths[{i}]": w for i, w in enumerate(cfg.widths)})
+    if cfg.depth not in range(1, len(PATCH_SIZES) + 1):
+        raise ValueError(f"depth must be 1 to {len(PATCH_SIZES)} context layers, got {cfg.depth}")
     return Discriminator(cfg)

@@ -22,6 +22,7 @@ breaks ties; it cannot see artefacts that no synthetic image has, so it is never
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,8 +35,10 @@ from torch import nn
 from trainer import task_models, verdict
 from trainer.budget import pixel_w1
 from trainer.consistency import CONSISTENT, LabelConsistency
-from trainer.evaluate import Targets, fit_task, target_array
+from trainer.evaluate import EvaluationError, Targets, choose_targets, fit_task, target_array
 from trainer.task_models import TaskBudget
+
+log = logging.getLogger(__name__)
 
 CRITERION = "label_consistency_then_realism"
 DOWNSTREAM_CRITERION = "downstream_error"
@@ -45,7 +48,15 @@ CONSISTENCY_FIT = 1024
 """Most synthetic images the label-consistency task model trains on (none of them in the probe)."""
 SELECTION_BUDGET = TaskBudget(steps=200, batch_size=64, members=1)
 
-__all__ = ["CRITERION", "Candidate", "CheckpointSelector", "LabeledSet", "pixel_w1", "refine_with_module"]
+__all__ = [
+    "CRITERION",
+    "Candidate",
+    "CheckpointSelector",
+    "LabeledSet",
+    "build_selector",
+    "pixel_w1",
+    "refine_with_module",
+]
 
 
 @dataclass(frozen=True)
@@ -298,3 +309,39 @@ def _candidate(saved: dict[str, Any]) -> Candidate:
     """A Candidate from a checkpoint, also one written before label consistency existed."""
     saved = {"consistency": None, "downstream": None, **saved}
     return Candidate(**saved)
+
+
+def build_selector(
+    synthetic: np.ndarray,
+    annotations: Sequence[Any] | None,
+    real: np.ndarray,
+    *,
+    targets: Sequence[str] | None = None,
+    real_labeled: tuple[np.ndarray, Sequence[Any]] | None = None,
+    seed: int = 0,
+    keep_candidates: bool = False,
+) -> CheckpointSelector | None:
+    """The selector every caller uses: label consistency on the annotation fields `targets` (default:
+    what trainer.evaluate.choose_targets finds), downstream error when `real_labeled` is given.
+
+    None (and a log line saying why) for sets too small to test a classifier on; without usable
+    annotations the selector judges realism alone and its summary says so.
+    """
+    labels: LabeledSet | None = None
+    if annotations:
+        try:
+            chosen = choose_targets(list(annotations), targets)
+            target_array(list(annotations), chosen)
+            labels = LabeledSet(synthetic, annotations, chosen)
+        except EvaluationError as exc:
+            log.warning("label consistency is off: %s", exc)
+    labeled = None
+    if real_labeled is not None and labels is not None:
+        labeled = LabeledSet(real_labeled[0], real_labeled[1], labels.targets)
+    try:
+        return CheckpointSelector(
+            synthetic, real, labels=labels, real_labeled=labeled, seed=seed, keep_candidates=keep_candidates
+        )
+    except ValueError as exc:
+        log.warning("checkpoint selection is off: %s; the last checkpoint is published", exc)
+        return None

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 from simgan.commands.train import add_config_argument
 
 if TYPE_CHECKING:  # imported when the verb runs, so `simgan --help` stays quick
-    import numpy as np
-
     from models import ModelCard, Registry
+    from simulators import ImageBatch
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "models" / "bundled"
 DEFAULT_STEPS = 400
@@ -50,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _simulate(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Eye images per domain and the card's record of how each was simulated."""
+def _simulate(args: argparse.Namespace) -> tuple[dict[str, ImageBatch], list[dict[str, Any]]]:
+    """Eye images (with their gaze labels) per domain, and the card's record of how each was simulated."""
     from simulators import simulate
     from trainer.export import dataset_entry
 
@@ -59,8 +58,8 @@ def _simulate(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], list[dic
     for offset, domain in enumerate(("synthetic", "real")):
         # Different seeds per domain: the real set must not hold the same scenes as the synthetic one.
         seed = args.seed + offset
-        domains[domain] = simulate("eyes", args.count, domain=domain, seed=seed).images
-        datasets.append(dataset_entry(domain, domains[domain], simulator="eyes", seed=seed))
+        domains[domain] = simulate("eyes", args.count, domain=domain, seed=seed)
+        datasets.append(dataset_entry(domain, domains[domain].images, simulator="eyes", seed=seed))
     return domains, datasets
 
 
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from models.registry import CARD_NAME, ONNX_NAME
     from simgan.commands.train import console_progress, parse_overrides
     from trainer.export import publish_checkpoint
-    from trainer.selection import CheckpointSelector
+    from trainer.selection import build_selector
     from trainer.training import Hooks, train
 
     try:
@@ -101,13 +100,15 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="simgan-bundle-") as tmp:
         registry = Registry(Path(tmp) / "models")
         with console_progress("bundle-default") as progress:
+            synthetic, real = domains["synthetic"], domains["real"]
+            selector = build_selector(synthetic.images, synthetic.annotations, real.images, seed=config.seed)
             result = train(
                 config,
-                domains["synthetic"],
-                domains["real"],
+                synthetic.images,
+                real.images,
                 workdir=Path(tmp) / "run",
                 hooks=Hooks(progress=progress),
-                selector=CheckpointSelector(domains["synthetic"], domains["real"], seed=config.seed),
+                selector=selector,
             )
         notes = f"bundled default: simgan bundle-default --steps {args.steps} --count {args.count}"
         card = publish_checkpoint(result.checkpoint, registry, datasets=datasets, notes=notes)

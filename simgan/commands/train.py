@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch-heavy: imported when a verb runs, so `simgan --help` stays quick
     from core.train_config import TrainConfig
     from trainer.data import ImageSet
-    from trainer.selection import CheckpointSelector
+    from trainer.training import Selector
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,17 +114,14 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _selector(args: argparse.Namespace, synthetic: Any, real: Any, seed: int) -> CheckpointSelector | None:
-    """The checkpoint selector, or None with --no-select or for sets too small to score on."""
-    from trainer.selection import CheckpointSelector
+def _selector(args: argparse.Namespace, synthetic: ImageSet, real: ImageSet, seed: int) -> Selector | None:
+    """The checkpoint selector (label consistency on the synthetic annotations where they have usable
+    fields), or None with --no-select or for sets too small to score on."""
+    from trainer.selection import build_selector
 
     if args.no_select:
         return None
-    try:
-        return CheckpointSelector(synthetic, real, seed=seed)
-    except ValueError as exc:
-        print(f"simgan train: checkpoint selection is off: {exc}", file=sys.stderr)
-        return None
+    return build_selector(synthetic.images, synthetic.annotations, real.images, seed=seed)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[TrainConfig, ImageSet, ImageSet]:
@@ -160,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = args.workdir or (
         args.resume.parent if args.resume else settings.home / "runs" / time.strftime("train-%Y%m%d-%H%M%S")
     )
-    selector = _selector(args, synthetic.images, real.images, config.seed)
+    selector = _selector(args, synthetic, real, config.seed)
     print(f"training in {workdir} (checkpoints: {workdir / 'checkpoint.pt'})", file=sys.stderr)
     with console_progress("train") as progress, stop_on_interrupt() as should_stop:
         hooks = Hooks(progress=progress, should_stop=should_stop)
