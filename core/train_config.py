@@ -14,10 +14,19 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "sgd"),
     "regularization_space": ("identity", "channel_mean"),
     "device": ("auto", "cpu", "cuda"),
+    "discriminator_norm": ("spectral", "none"),
+    "activate": ("if_improved", "always", "never"),
 }
 """Keys whose value must be one of a few names."""
 
-LEGACY_VALUES: dict[str, Any] = {"instance_noise": 0.0}
+LEGACY_VALUES: dict[str, Any] = {
+    "instance_noise": 0.0,
+    "reg_budget": 0.0,
+    "discriminator_patch": 0.0,
+    "discriminator_norm": "none",
+    "ema_decay": 0.0,
+    "activate": "always",
+}
 """Keys added after a run may have started, with the value such a run trained with: a saved config
 (a checkpoint's, a queued job's) that lacks one means this value, not today's default."""
 
@@ -48,6 +57,12 @@ class TrainConfig:
     # brightness); 2.0 by 10. Lower it for stronger refinement. A lambda L for a sum-normalised L1
     # (summed over the H * W * C values of an image) corresponds to L * H * W * C here.
     lambda_reg: float = 1.0
+    # How far R may move an image: the mean |psi(R(x)) - psi(x)| may use at most this multiple of the
+    # pixel distance between the two domains (the 1-Wasserstein distance of their pixel values, floored
+    # at 5% of the synthetic images' mean absolute deviation). lambda_reg is then only the starting
+    # weight: it is adapted every step (dual ascent) so the refiner spends its budget and no more, which
+    # means the same on 8x8 and 224x224 images, high- and low-contrast ones. 0 = the paper's fixed lambda.
+    reg_budget: float = 2.0
     # psi: identity for grayscale eyes (the paper's choice); channel_mean for colour or depth images.
     regularization_space: str = "identity"
     # Refined images kept for D (history buffer); None means HISTORY_PER_BATCH x batch_size (the paper's B).
@@ -58,6 +73,15 @@ class TrainConfig:
     # eye simulator 0.25 took the median downstream gap closed from -0.11 / -0.09 to 0.81 / 0.69
     # (gap 0.5 / 1.0, 3 seeds; bench/results/quality.md against quality_no_instance_noise.md).
     instance_noise: float = 0.25
+    # D's patch (receptive field) as a share of the image's shorter side, at most the paper's 23 pixels,
+    # so D stays local on small images too (23x23 covers all of an 8x8 image). 0 = the paper's 23 px.
+    discriminator_patch: float = 0.5
+    # Spectral normalisation of D's convs keeps D's gradients bounded, so R is not thrown around by an
+    # overconfident D; none = the paper's D.
+    discriminator_norm: str = "spectral"
+    # Exponential moving average of R's weights, which is what checkpoints are scored on and what is
+    # exported: it smooths the oscillation of adversarial training. 0 = the raw weights.
+    ema_decay: float = 0.99
     # Refiner and discriminator updates per iteration; the paper's default ratio (Kg=2, Kd=1).
     kg: int = 2
     kd: int = 1
@@ -77,6 +101,9 @@ class TrainConfig:
     device: str = "auto"
     # Run the evaluation (realism, label preservation) after training and record it in the model card.
     evaluate: bool = False
+    # Whether the published model becomes the one the service refines with: if_improved (only when the
+    # job's verdict is `improved`), always, or never (activate it by hand: POST /models/{v}/activate).
+    activate: str = "if_improved"
 
     def __post_init__(self) -> None:
         problems = _problems(asdict(self))
@@ -146,7 +173,15 @@ _POSITIVE_INT_KEYS = (
     "checkpoint_every",
 )
 _NON_NEGATIVE_INT_KEYS = ("pretrain_refiner_steps", "pretrain_discriminator_steps", "seed")
-_FLOAT_KEYS = ("refiner_lr", "discriminator_lr", "lambda_reg", "instance_noise")
+_FLOAT_KEYS = (
+    "refiner_lr",
+    "discriminator_lr",
+    "lambda_reg",
+    "instance_noise",
+    "reg_budget",
+    "discriminator_patch",
+    "ema_decay",
+)
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -201,10 +236,14 @@ def _problems(config: dict[str, Any]) -> list[str]:
         value = config[key]
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < float("inf"):
             problems.append(f"{key} must be a positive number, got {value!r}")
-    for key in ("lambda_reg", "instance_noise"):
+    for key in ("lambda_reg", "instance_noise", "reg_budget"):
         value = config[key]
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
             problems.append(f"{key} must be a number >= 0, got {value!r}")
+    for key in ("discriminator_patch", "ema_decay"):
+        value = config[key]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
+            problems.append(f"{key} must be a number in [0, 1), got {value!r}")
     kernel = config["refiner_kernel"]
     if isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 0:
         problems.append(f"refiner_kernel must be odd (same padding keeps the image size), got {kernel}")

@@ -47,6 +47,12 @@ class ModelCard:
     final_losses: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
+    # The train job's verdict: {"verdict": "improved" | "no measurable change" | "worse", "basis",
+    # "numbers", "why", "try"}; empty for cards written before verdicts existed.
+    verdict: dict[str, Any] = field(default_factory=dict)
+    # Whether the service may switch to this model by itself when it is the newest such one (train
+    # config `activate`: `if_improved` sets it only for an `improved` verdict). A pin (ACTIVE) wins.
+    auto_activate: bool = True
     producer: dict[str, str] = field(default_factory=dict)
     notes: str = ""
     schema: int = CARD_SCHEMA

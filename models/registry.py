@@ -86,9 +86,25 @@ class Registry:
         text = path.read_text().strip()
         return text or None
 
+    def newest_self_activating(self) -> str | None:
+        """The newest version whose card lets the service switch to it by itself (`auto_activate`)."""
+        for version in reversed(self.versions()):
+            try:
+                if self.get(version).auto_activate:
+                    return version
+            except (OSError, ValueError, RegistryError):  # an unreadable card never activates itself
+                continue
+        return None
+
     def resolve(self, version: str) -> str:
-        """Turn `latest`, `active` or `vN` into a published version, or raise ModelNotFound."""
-        if version == "latest" or (version == "active" and self.pinned() is None):
+        """Turn `latest`, `active` or `vN` into a published version, or raise ModelNotFound.
+
+        `active` is the pinned version (ACTIVE) if there is one, else the newest that activates itself;
+        a registry none of whose models does serves its newest, so a published model is never idle.
+        """
+        if version == "active" and self.pinned() is None:
+            version = self.newest_self_activating() or "latest"
+        if version == "latest":
             latest = self.latest()
             if latest is None:
                 raise ModelNotFound("no model is published yet; train one (POST /train-jobs) or publish one")
