@@ -1,14 +1,11 @@
 """The FastAPI app: `create_app(settings)` builds one, with its own registry, model, batcher and metrics.
 
-Routers are the modules of service/api/routes/ listed in ROUTERS that exist; each exposes
-`router`, and may expose `register_metrics(metrics: Metrics, settings: Settings) -> None`
-to add its own series (queue depths) to this app's metrics.
+Every router is included by name below, in the order the OpenAPI document lists them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,16 +15,15 @@ from fastapi import FastAPI
 from core import __version__
 from core.images import allow_pixels
 from core.settings import Settings, get_settings
+from jobs import queue
 from models.registry import Registry
 from service.api.errors import install_error_handlers
+from service.api.routes import datasets, health, models, refine, refine_jobs, train_jobs
 from service.batching import Batcher
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
 
 log = logging.getLogger(__name__)
-
-ROUTERS = ("health", "refine", "models", "datasets", "train_jobs", "refine_jobs")
-"""Modules of service.api.routes included in this order; a missing one is skipped."""
 
 DESCRIPTION = """Sim-to-real image refinement (S+U learning, SimGAN).
 
@@ -36,18 +32,17 @@ and execute: the refined image is shown below.
 """
 
 
-def _include_routers(app: FastAPI, metrics: Metrics, settings: Settings) -> None:
-    for name in ROUTERS:
-        try:
-            module = importlib.import_module(f"service.api.routes.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"service.api.routes.{name}":
-                continue  # that resource is not built yet
-            raise
-        app.include_router(module.router)
-        register = getattr(module, "register_metrics", None)
-        if register is not None:
-            register(metrics, settings)
+def register_queue_metrics(metrics: Metrics, settings: Settings) -> None:
+    """simgan_queue_jobs{queue, state}: jobs waiting and running, read from Redis at each scrape
+    (absent while Redis is down)."""
+
+    def read() -> dict[tuple[str, ...], float]:
+        depths = queue.queue_depths(queue.connect(settings))
+        return {(name, state): float(n) for name, counts in depths.items() for state, n in counts.items()}
+
+    metrics.add_gauge_callback(
+        "simgan_queue_jobs", "Jobs queued and running, by queue.", ["queue", "state"], read
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,6 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.reloader = reloader
     install_error_handlers(app)
-    _include_routers(app, metrics, settings)
+    app.include_router(health.router)
+    app.include_router(refine.router)
+    app.include_router(models.router)
+    app.include_router(datasets.router)
+    app.include_router(train_jobs.router)
+    app.include_router(refine_jobs.router)
+    register_queue_metrics(metrics, settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -1,4 +1,5 @@
-"""Dependencies of the routes, as Annotated aliases (`settings: SettingsDep`).
+"""Every dependency of the routes, as Annotated aliases (`settings: SettingsDep`); no route module
+defines its own.
 
 Everything lives on `app.state`, built by `service.main.create_app`, so one process (or
 one test) can hold many apps with different settings.
@@ -8,9 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import redis
 from fastapi import Depends, Request
 
+from core.datasets import DatasetStore
+from core.errors import ClientError
+from core.limits import Limits
 from core.settings import Settings
+from jobs import queue
 from models.registry import Registry
 from service.batching import Batcher
 from service.metrics import Metrics
@@ -47,3 +53,43 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 BatcherDep = Annotated[Batcher, Depends(get_batcher)]
+
+
+def get_store(settings: SettingsDep) -> DatasetStore:
+    return DatasetStore(settings.data_path, Limits.from_settings(settings))
+
+
+StoreDep = Annotated[DatasetStore, Depends(get_store)]
+
+
+def get_redis(settings: SettingsDep) -> redis.Redis:
+    """A live Redis client; when none is configured or it is down, queue.RedisUnavailable says
+    why and its handler (service.api.errors) answers 503."""
+    return queue.connect(settings)
+
+
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+
+
+def dataset_write_guard(request: Request, settings: SettingsDep) -> None:
+    """The one place for write policy: POST /datasets, POST /datasets/simulate and DELETE
+    /datasets/{id} depend on it, and it runs before the upload is read. Writes answer 503 while
+    Redis is down (the job system must see every dataset a job may name), and DELETE answers 409
+    while a queued or running job uses the dataset. Reads never pass through here."""
+    try:
+        connection = queue.connect(settings)
+        if request.method == "DELETE":
+            dataset_id = request.path_params.get("dataset_id", "")
+            users = queue.jobs_using_dataset(connection, dataset_id)
+            if users:
+                raise ClientError(
+                    409,
+                    f"dataset '{dataset_id}' is used by queued or running job(s) {', '.join(users)}; "
+                    "delete it once they end, or cancel them first (POST /train-jobs/{id}/cancel)",
+                )
+    except redis.RedisError:  # died between the ping and the job scan: these routes have no RedisRoute
+        raise queue.unavailable(settings.redis_url) from None
+
+
+DatasetWriteGuard = Depends(dataset_write_guard)
+"""For `dependencies=[DatasetWriteGuard]` of the dataset routes that write."""

@@ -1,4 +1,9 @@
-"""Turn the service's exceptions into `{"detail": "..."}` answers with the right status code."""
+"""Turn the service's exceptions into `{"detail": "..."}` answers with the right status code.
+
+One handler per exception type, installed by `install_error_handlers`; routes raise and never
+convert. core.errors.ClientError is the one type for input a client must fix (it carries its
+status); the others are the lower layers' own exceptions, each with the status it always means.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from core.errors import ClientError
+from jobs.queue import JobAlreadyFinished, JobNotFound, RedisUnavailable
 from models.registry import ModelNotFound, RegistryError
 from service.batching import BatcherStopped, QueueFull
 from service.reloader import ModelLoadError, NotReady
@@ -28,7 +34,7 @@ def describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
-async def _image_error(request: Request, exc: Exception) -> JSONResponse:
+async def _client_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
     return problem(exc.status_code, exc.detail)
 
@@ -37,8 +43,16 @@ async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return problem(404, str(exc))
 
 
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return problem(409, str(exc))
+
+
 async def _load_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, f"{exc}; publish a working model or name another version")
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return problem(503, str(exc))
 
 
 async def _not_ready(request: Request, exc: Exception) -> JSONResponse:
@@ -48,10 +62,6 @@ async def _not_ready(request: Request, exc: Exception) -> JSONResponse:
 async def _queue_full(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QueueFull)
     return problem(503, str(exc), {"Retry-After": str(exc.retry_after)})
-
-
-async def _stopping(request: Request, exc: Exception) -> JSONResponse:
-    return problem(503, str(exc), {"Retry-After": str(NOT_READY_RETRY_AFTER)})
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -65,13 +75,17 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ClientError, _image_error)
+    app.add_exception_handler(ClientError, _client_error)
     # ModelNotFound is a RegistryError; any RegistryError reaching a route is a bad version name.
     app.add_exception_handler(ModelNotFound, _not_found)
     app.add_exception_handler(RegistryError, _not_found)
     app.add_exception_handler(ModelLoadError, _load_error)
     app.add_exception_handler(NotReady, _not_ready)
     app.add_exception_handler(QueueFull, _queue_full)
-    app.add_exception_handler(BatcherStopped, _stopping)
+    app.add_exception_handler(BatcherStopped, _not_ready)  # the service is stopping: come back soon
+    # The job queue's: no such job, cancelling one that ended, no Redis (none configured, or down).
+    app.add_exception_handler(JobNotFound, _not_found)
+    app.add_exception_handler(JobAlreadyFinished, _conflict)
+    app.add_exception_handler(RedisUnavailable, _unavailable)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(Exception, _unexpected)

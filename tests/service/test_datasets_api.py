@@ -12,7 +12,7 @@ import pytest
 
 from core.datasets import DatasetStore
 from core.settings import Settings
-from service.api.routes.datasets import MAX_SIMULATE_COUNT
+from service.api.schemas import MAX_SIMULATE_COUNT
 from service.main import create_app
 from tests.factories import h5_file, image_file, npz_file, random_images, zip_file
 

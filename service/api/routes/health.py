@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import MetricsDep, ReloaderDep
-from service.api.errors import NOT_READY_RETRY_AFTER, problem
 from service.api.schemas import Liveness, Problem, Readiness
+from service.reloader import NotReady
 
 router = APIRouter(tags=["health"])
 
@@ -20,13 +20,12 @@ async def healthz() -> Liveness:
 @router.get(
     "/readyz",
     summary="Readiness: 200 once a refiner is loaded and warmed up",
-    response_model=Readiness,
     responses={503: {"model": Problem, "description": "No refiner is loaded yet"}},
 )
-async def readyz(reloader: ReloaderDep) -> Readiness | Response:
+async def readyz(reloader: ReloaderDep) -> Readiness:
     refiner = reloader.current
     if refiner is None:
-        return problem(503, f"not ready: {reloader.waiting_for}", {"Retry-After": str(NOT_READY_RETRY_AFTER)})
+        raise NotReady(f"not ready: {reloader.waiting_for}")  # 503 with Retry-After, as /refine says it
     return Readiness(model=refiner.version, provider=refiner.provider)
 
 

@@ -8,38 +8,34 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from models.registry import Registry, RegistryError
+from models.registry import RegistryError
 from service.api.deps import RegistryDep, ReloaderDep
+from service.api.responses import MODEL_NOT_FOUND
 from service.api.schemas import Activation, ModelList, Problem
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 VERSION_DOC = "A version (`v3`), `active` (what the service serves) or `latest` (the newest)."
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such model version"}
-}
-
-
-def _active_or_none(registry: Registry) -> str | None:
-    try:
-        return registry.resolve("active")
-    except RegistryError:
-        return None
 
 
 @router.get("", summary="Published refiners and their model cards")
 async def list_models(registry: RegistryDep, reloader: ReloaderDep) -> ModelList:
+    try:
+        active: str | None = registry.resolve("active")
+    except RegistryError:  # nothing published yet: the list says so rather than failing
+        active = None
     serving = reloader.current
     return ModelList(
-        active=_active_or_none(registry),
+        active=active,
         pinned=registry.pinned(),
         serving=serving.version if serving else None,
         models=[card.to_dict() for card in registry.list()],
     )
 
 
-@router.get("/{version}", summary="One model card", description=VERSION_DOC, responses=_NOT_FOUND)
+@router.get("/{version}", summary="One model card", description=VERSION_DOC, responses=MODEL_NOT_FOUND)
 async def get_model(version: str, registry: RegistryDep, reloader: ReloaderDep) -> dict[str, Any]:
+    # A model card is the registry's own JSON document (models.card); it has no schema here.
     if version == "active" and reloader.current is not None:
         return reloader.current.card.to_dict()
     return registry.get(version).to_dict()
@@ -50,7 +46,7 @@ async def get_model(version: str, registry: RegistryDep, reloader: ReloaderDep) 
     summary="Download the ONNX file",
     description=VERSION_DOC,
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **_NOT_FOUND},
+    responses={200: {"content": {"application/octet-stream": {}}}, **MODEL_NOT_FOUND},
 )
 async def download_onnx(version: str, registry: RegistryDep) -> FileResponse:
     resolved = registry.resolve(version)
@@ -65,7 +61,7 @@ async def download_onnx(version: str, registry: RegistryDep) -> FileResponse:
     "/{version}/activate",
     summary="Pin the service to a version (`latest`: follow the newest again)",
     description="The model is loaded and warmed up before it is pinned; one that cannot serve is refused.",
-    responses={**_NOT_FOUND, 422: {"model": Problem, "description": "The model cannot serve"}},
+    responses={**MODEL_NOT_FOUND, 422: {"model": Problem, "description": "The model cannot serve"}},
 )
 async def activate(version: str, reloader: ReloaderDep) -> Activation:
     refiner = await asyncio.to_thread(reloader.activate, version)

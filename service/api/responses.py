@@ -1,0 +1,114 @@
+"""OpenAPI fragments the routes declare: error answers, and the request bodies that are read by
+hand (so FastAPI cannot describe them from a parameter)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.datasets import KINDS
+from core.limits import ACCEPTED
+from service.api.schemas import Problem, RefineRequest, RefineResponse
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def problems(*codes: int) -> Responses:
+    """Error answers with the Problem body and FastAPI's default description."""
+    return {code: {"model": Problem} for code in codes}
+
+
+# ----------------------------------------------------------------- jobs, models
+JOB_RESPONSES: Responses = {
+    404: {"model": Problem, "description": "No such job"},
+    503: {"model": Problem, "description": "Redis is unreachable"},
+}
+"""What every route of the job routers can answer."""
+
+MODEL_NOT_FOUND: Responses = {404: {"model": Problem, "description": "No such model version"}}
+
+# ------------------------------------------------------------------ POST /refine
+REFINE_PROBLEMS: Responses = {
+    code: {"model": Problem, "description": text}
+    for code, text in {
+        400: "An image or the multipart body could not be decoded",
+        404: "The named model version does not exist",
+        406: "Accept: image/png with more than one image",
+        413: "Over a limit: request bytes, pixels per image or images per request",
+        415: "Not PNG, JPEG or .npy; or alpha, 16-bit or another unsupported pixel format",
+        422: "Wrong channel count for the model, bad annotations JSON or a malformed request",
+        503: "No model loaded yet, or the refine queue is full (see Retry-After)",
+    }.items()
+}
+REFINE_RESPONSES: Responses = {
+    200: {
+        "model": RefineResponse,
+        "description": "Refined images as JSON; with `Accept: image/png` and one image, the PNG itself "
+        "(model version in the `X-Model-Version` header).",
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **REFINE_PROBLEMS,
+}
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its $defs substituted in, so it can sit inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: walk(value) for key, value in node.items()}
+        return [walk(item) for item in node] if isinstance(node, list) else node
+
+    result: dict[str, Any] = walk(schema)
+    return result
+
+
+REFINE_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {
+                        "type": "array",
+                        # Both spellings of "a file": OpenAPI 3.1's (as FastAPI writes it) and 3.0's.
+                        "items": {
+                            "type": "string",
+                            "format": "binary",
+                            "contentMediaType": "application/octet-stream",
+                        },
+                        "description": "One or more PNG, JPEG or .npy files (8-bit grayscale or RGB).",
+                    },
+                    "annotations": {
+                        "type": "string",
+                        "description": "JSON: an object for one image, or a list with one entry per image. "
+                        "Returned exactly as sent.",
+                    },
+                    "model": {"type": "string", "description": "Model version; default the active one."},
+                },
+            }
+        },
+        "application/json": {"schema": _inline(RefineRequest.model_json_schema())},
+    },
+}
+
+# -------------------------------------------------------------- POST /datasets
+DATASET_UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "kind"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": f"One of {ACCEPTED}."},
+                    "kind": {"type": "string", "enum": list(KINDS)},
+                },
+            }
+        }
+    },
+}

@@ -1,0 +1,165 @@
+"""Bodies of the /train-jobs and /refine-jobs endpoints, and how a job record becomes one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from jobs.queue import JobRecord, JobState
+
+
+# ------------------------------------------------------------------ training jobs
+class TrainJobCreate(BaseModel):
+    synthetic_dataset: str = Field(
+        description="Id of a stored dataset of kind `synthetic` (the simulator's images)."
+    )
+    real_dataset: str = Field(description="Id of a stored dataset of kind `real` (unlabelled real images).")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training config overrides (DESIGN.md keys); unknown keys are refused.",
+    )
+    real_labeled_dataset: str | None = Field(
+        None,
+        description="Id of a stored `real` dataset with annotations, used only to evaluate the published "
+        "model (downstream gap closure, label preservation); needs config `evaluate: true`.",
+    )
+    targets: list[str] | None = Field(
+        None,
+        description="Annotation fields (dotted paths, e.g. `gaze.pitch`) the evaluation's task model "
+        "predicts from the images; default: gaze.pitch and gaze.yaw.",
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"synthetic_dataset": "3f2a...", "real_dataset": "9c1b...", "config": {"steps": 500}},
+                {
+                    "synthetic_dataset": "3f2a...",
+                    "real_dataset": "9c1b...",
+                    "real_labeled_dataset": "77d0...",
+                    "config": {"steps": 2000, "evaluate": True},
+                },
+            ]
+        }
+    }
+
+
+class TrainProgress(BaseModel):
+    step: int
+    total_steps: int
+    phase: str | None = Field(
+        None,
+        description="pretrain_refiner, pretrain_discriminator, adversarial, or evaluate (after publishing, "
+        "with config `evaluate`).",
+    )
+    losses: dict[str, float] = Field(default_factory=dict)
+    eta_seconds: float | None = None
+
+
+class TrainJobPublic(BaseModel):
+    id: str
+    status: JobState
+    synthetic_dataset: str
+    real_dataset: str
+    real_labeled_dataset: str | None = None
+    targets: list[str] | None = None
+    config: dict[str, Any]
+    progress: TrainProgress | None = None
+    model_version: str | None = Field(None, description="The published refiner, once the job succeeded.")
+    metrics: dict[str, Any] | None = Field(
+        None,
+        description="Its evaluation metrics (config `evaluate`; also in GET /models/{version}): "
+        "`downstream.gap_closed`, `realism`, `labels`; `{error}` if the evaluation could not run.",
+    )
+    artifacts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Pictures of the run so far, name -> URL: `samples.png` (synthetic | refined | real) "
+        "and `loss_curves.png`; redrawn at every checkpoint, the final ones show the published model.",
+    )
+    error: str | None = Field(None, description="What went wrong, when the job failed.")
+    attempts: int = Field(
+        1, description="Runs so far; more than 1 when a dead or stopped worker's job resumed."
+    )
+    resumed_from_step: int | None = Field(None, description="Checkpoint step the latest run resumed from.")
+    checkpoint_step: int | None = Field(None, description="Step of the latest checkpoint written.")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord, artifacts: list[str]) -> TrainJobPublic:
+        """`job` as the API shows it; `artifacts` are the names of the pictures it has drawn so far."""
+        result = job.result or {}
+        return cls(
+            id=job.id,
+            status=job.state,
+            synthetic_dataset=job.kwargs.get("synthetic_dataset", ""),
+            real_dataset=job.kwargs.get("real_dataset", ""),
+            real_labeled_dataset=job.kwargs.get("real_labeled_dataset"),
+            targets=job.kwargs.get("targets"),
+            config=job.kwargs.get("config", {}),
+            artifacts={name: f"/train-jobs/{job.id}/artifacts/{name}" for name in artifacts},
+            progress=TrainProgress.model_validate(job.progress) if job.progress else None,
+            model_version=result.get("model_version"),
+            metrics=result.get("metrics") if job.state is JobState.SUCCEEDED else None,
+            error=job.error,
+            attempts=job.attempts,
+            resumed_from_step=job.meta.get("resumed_from_step"),
+            checkpoint_step=job.meta.get("checkpoint_step"),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            ended_at=job.ended_at,
+        )
+
+
+class TrainJobList(BaseModel):
+    jobs: list[TrainJobPublic]
+
+
+# ------------------------------------------------------------ bulk refine jobs
+class RefineJobCreate(BaseModel):
+    dataset: str = Field(description="Id of a stored dataset.")
+    model: str | None = Field(None, description="Model version (`v3`, `latest`); default the active one.")
+
+    model_config = {"json_schema_extra": {"examples": [{"dataset": "3f2a...", "model": "latest"}]}}
+
+
+class RefineProgress(BaseModel):
+    images_done: int
+    images_total: int
+    eta_seconds: float | None = None
+
+
+class RefineJobPublic(BaseModel):
+    id: str
+    status: JobState
+    dataset: str
+    model: str = Field(description="The version refining this dataset (resolved when the job was queued).")
+    progress: RefineProgress | None = None
+    result: str | None = Field(None, description="Path of the result zip on this API, once succeeded.")
+    error: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> RefineJobPublic:
+        done = job.state is JobState.SUCCEEDED
+        return cls(
+            id=job.id,
+            status=job.state,
+            dataset=job.kwargs.get("dataset", ""),
+            model=job.kwargs.get("model", ""),
+            progress=RefineProgress.model_validate(job.progress) if job.progress else None,
+            result=f"/refine-jobs/{job.id}/result" if done else None,
+            error=job.error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            ended_at=job.ended_at,
+        )
+
+
+class RefineJobList(BaseModel):
+    jobs: list[RefineJobPublic]
