@@ -90,9 +90,7 @@ def _decode_pil(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy) -> 
             raise ClientError(
                 400, f"{part} could not be decoded ({exc}); send a complete, valid file"
             ) from exc
-        if has_alpha:
-            image = _drop_opaque_alpha(image, part)
-        return _to_array(image)
+        return _to_array(_drop_opaque_alpha(image, part) if has_alpha else image)
 
 
 def _check_mode(image: Image.Image, part: str, alpha: AlphaPolicy) -> bool:

@@ -53,7 +53,7 @@ def test_simgan_services_share_the_models_and_data_volumes(compose: dict[str, An
 
 
 @pytest.mark.parametrize("service", SIMGAN_SERVICES)
-def test_every_state_directory_a_service_uses_is_a_shared_volume(compose: dict[str, Any], service: str) -> None:
+def test_every_state_directory_a_service_uses_is_a_volume(compose: dict[str, Any], service: str) -> None:
     # What each process reads or writes under SIMGAN_HOME is declared once, beside the layout
     # (core.layout.STATE_USERS); a deployment that forgets one of them 404s or loses work.
     spec = compose["services"][service]
@@ -129,3 +129,14 @@ def _process(spec: dict[str, Any]) -> str:
 def _instructions(dockerfile: str) -> str:
     """The Dockerfile without its comments."""
     return "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
+
+
+@pytest.mark.parametrize("dockerfile", ["docker/Dockerfile.service", "docker/Dockerfile.trainer"])
+def test_every_image_copies_every_package_the_project_installs(dockerfile: str) -> None:
+    # pyproject's package list is what `pip install .` looks for; a package left out of the image
+    # installs nothing and the first import of it fails in production only.
+    text = (ROOT / dockerfile).read_text()
+    packages = re.search(r"include = \[([^\]]*)\]", (ROOT / "pyproject.toml").read_text())
+    assert packages is not None
+    for name in re.findall(r'"(\w+)\*"', packages.group(1)):
+        assert f"COPY {name} {name}" in text, f"{dockerfile} does not copy {name}/"

@@ -32,14 +32,8 @@ class WeightAverage:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for mine, theirs in zip(self.module.parameters(), module.parameters(), strict=True):
             mine.lerp_(theirs.detach(), 1 - d)
-        for mine, theirs in zip(self.module.buffers(), module.buffers(), strict=True):
-            mine.copy_(theirs)
-
-    @torch.no_grad()
-    def reset(self, module: nn.Module) -> None:
-        """Start averaging afresh from `module` (when the adversarial phase begins)."""
-        self.updates = 0
-        self.module.load_state_dict(module.state_dict())
+        for kept, current in zip(self.module.buffers(), module.buffers(), strict=True):
+            kept.copy_(current)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "weights": self.module.state_dict()}

@@ -62,6 +62,15 @@ def register_quality(benches: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--gaps", default="0.5,1.0", help="domain-gap strengths of the simulator's real domain"
     )
+    parser.add_argument(
+        "--suite",
+        action="store_true",
+        help="judge the defaults on the domain suite (simulators/suite.py), not the eye simulator's gaps",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="with --suite: one seed, two small pairs (a few minutes)"
+    )
+    parser.add_argument("--pairs", default=None, help="with --suite: comma-separated pairs (default: all)")
     parser.add_argument("--seeds", default="0,1,2", help="one full run (data, training, evaluation) per seed")
     parser.add_argument("--synthetic", type=int, default=1000, help="synthetic images per run")
     parser.add_argument("--real", type=int, default=1000, help="unlabeled real images per run")
@@ -232,6 +241,8 @@ def run_quality(args: argparse.Namespace) -> int:
     from simgan.commands.train import parse_overrides
     from trainer.selection import CRITERION
 
+    if args.suite:
+        return _run_suite(args)
     overrides = {**QUALITY_CONFIG, **parse_overrides(args.config)}
     gaps, seeds = _numbers(args.gaps, float), _numbers(args.seeds, int)
     started = time.perf_counter()
@@ -269,6 +280,38 @@ def run_quality(args: argparse.Namespace) -> int:
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     (args.out / f"{args.name}.md").write_text(quality_markdown(report))
     print(quality_markdown(report))
+    return 0
+
+
+def _run_suite(args: argparse.Namespace) -> int:
+    from simgan.benchmarks import suite
+    from simgan.commands.train import parse_overrides
+    from simulators.suite import PAIRS, QUICK
+
+    if args.quick:
+        args.pairs, args.seeds = list(QUICK), args.seeds.split(",")[0]
+        args.synthetic, args.real, args.labeled = (
+            min(args.synthetic, 600),
+            min(args.real, 600),
+            min(args.labeled, 400),
+        )
+        args.task_steps = min(args.task_steps, 150)
+    else:
+        args.pairs = args.pairs.split(",") if args.pairs else list(PAIRS)
+    unknown = [p for p in args.pairs if p not in PAIRS]
+    if unknown:
+        print(
+            f"simgan bench quality: unknown pair(s) {', '.join(unknown)}; pairs: {', '.join(PAIRS)}",
+            file=sys.stderr,
+        )
+        return 2
+    quick = {"steps": "100", "pretrain_refiner_steps": "50", "checkpoint_every": "40"} if args.quick else {}
+    report = suite.run_suite(args, {**suite.SUITE_CONFIG, **quick, **parse_overrides(args.config)})
+    name = args.name if args.name != "quality" else ("suite_quick" if args.quick else "suite")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    (args.out / f"{name}.md").write_text(suite.markdown(report))
+    print(suite.markdown(report))
     return 0
 
 

@@ -83,6 +83,39 @@ def test_train_job_trains_publishes_and_reports_its_model(
     assert {d["id"] for d in card.datasets} == set(datasets.values())
 
 
+def test_a_smoke_test_job_does_not_replace_the_model_the_service_serves(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    registry = Registry(jobs_settings.models_path)
+    registry.seed_bundled()
+    job_id = start_job(api, datasets)
+
+    run_queued_jobs(redis_url, "train")
+
+    job = api.get(f"/train-jobs/{job_id}").json()
+    assert job["verdict"]["verdict"] in ("improved", "no measurable change", "worse")
+    assert job["verdict"]["why"]
+    # Six steps on a few eyes cannot measurably improve anything; by default it must stay inactive.
+    assert job["verdict"]["verdict"] != "improved"
+    assert job["activated"] is False
+    assert registry.latest() == job["model_version"] == "v2"
+    assert registry.resolve("active") == "v1"
+    assert registry.get("v2").verdict == job["verdict"]
+
+
+def test_a_job_with_activate_always_becomes_active_whatever_its_verdict(
+    api: httpx.Client, datasets: dict[str, str], redis_url: str, jobs_settings: Settings
+) -> None:
+    registry = Registry(jobs_settings.models_path)
+    registry.seed_bundled()
+    job_id = start_job(api, datasets, activate="always")
+
+    run_queued_jobs(redis_url, "train")
+
+    assert api.get(f"/train-jobs/{job_id}").json()["activated"] is True
+    assert registry.resolve("active") == "v2"
+
+
 def test_a_train_job_serves_its_sample_grid_and_loss_curves(
     api: httpx.Client, datasets: dict[str, str], redis_url: str
 ) -> None:

@@ -73,6 +73,17 @@ class TrainJobPublic(BaseModel):
         description="Its evaluation metrics (config `evaluate`; also in GET /models/{version}): "
         "`downstream.gap_closed`, `realism`, `labels`; `{error}` if the evaluation could not run.",
     )
+    verdict: dict[str, Any] | None = Field(
+        None,
+        description="Did the published refiner help? `verdict` is `improved`, `no measurable change` or "
+        "`worse`, with `why`, the `numbers` behind it (`basis`: downstream error on labeled real images, "
+        "or realism and label consistency without them) and, unless improved, what to `try`.",
+    )
+    activated: bool | None = Field(
+        None,
+        description="Whether the service switches to this model by itself (config `activate`: by default "
+        "only an `improved` one does; activate any by hand with POST /models/{version}/activate).",
+    )
     artifacts: dict[str, str] = Field(
         default_factory=dict,
         description="Pictures of the run so far, name -> URL: `samples.png` (synthetic | refined | real) "
@@ -104,6 +115,8 @@ class TrainJobPublic(BaseModel):
             progress=TrainProgress.model_validate(job.progress) if job.progress else None,
             model_version=result.get("model_version"),
             metrics=result.get("metrics") if job.state is JobState.SUCCEEDED else None,
+            verdict=result.get("verdict"),
+            activated=result.get("activated"),
             error=job.error,
             attempts=job.attempts,
             resumed_from_step=job.meta.get("resumed_from_step"),
