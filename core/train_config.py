@@ -26,6 +26,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "discriminator_norm": "none",
     "ema_decay": 0.0,
     "activate": "always",
+    "refiner_residual": False,
 }
 """Keys added after a run may have started, with the value such a run trained with: a saved config
 (a checkpoint's, a queued job's) that lacks one means this value, not today's default."""
@@ -94,6 +95,8 @@ class TrainConfig:
     refiner_channels: int = 32
     refiner_blocks: int = 4
     refiner_kernel: int = 3
+    # R(x) = clip(x + f(x)), starting as the exact identity (trainer/networks.py); false: tanh(f(x)).
+    refiner_residual: bool = True
     # A checkpoint costs a few MB and well under a second; every 250 steps loses at most ~2 minutes on CPU.
     checkpoint_every: int = 250
     seed: int = 0
@@ -182,6 +185,7 @@ _FLOAT_KEYS = (
     "discriminator_patch",
     "ema_decay",
 )
+_BOOL_KEYS = ("evaluate", "refiner_residual")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -204,14 +208,14 @@ def _coerce(key: str, raw: Any) -> Any:
             return float(raw)
         except (TypeError, ValueError):
             raise ValueError(f"{key} must be a number, got {raw!r}") from None
-    if key == "evaluate":
+    if key in _BOOL_KEYS:
         if isinstance(raw, bool):
             return raw
         if str(raw).strip().lower() in _TRUE:
             return True
         if str(raw).strip().lower() in _FALSE:
             return False
-        raise ValueError(f"evaluate must be true or false, got {raw!r}")
+        raise ValueError(f"{key} must be true or false, got {raw!r}")
     return str(raw).strip().lower() if isinstance(raw, str) else raw
 
 
@@ -251,6 +255,7 @@ def _problems(config: dict[str, Any]) -> list[str]:
         value = config[key]
         if value not in choices:
             problems.append(f"{key} must be one of {', '.join(choices)}, got {value!r}")
-    if not isinstance(config["evaluate"], bool):
-        problems.append(f"evaluate must be true or false, got {config['evaluate']!r}")
+    for key in _BOOL_KEYS:
+        if not isinstance(config[key], bool):
+            problems.append(f"{key} must be true or false, got {config[key]!r}")
     return problems

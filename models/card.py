@@ -26,7 +26,9 @@ class IOSpec:
     layout: str = "NHWC"
     value_range: tuple[int, int] = (0, 255)
     # What the graph does inside, for people reading the card (the caller does none of it).
-    value_mapping: str = "x / 127.5 - 1 -> refiner -> tanh -> round((y + 1) * 127.5) clipped to [0, 255]"
+    value_mapping: str = (
+        "x / 127.5 - 1 -> refiner (output in [-1, 1]) -> round((y + 1) * 127.5) clipped to [0, 255]"
+    )
     dynamic_axes: tuple[str, ...] = ("N", "H", "W")
 
 

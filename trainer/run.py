@@ -75,7 +75,11 @@ class SimGAN:
         self.real = DeviceImages(real, device)
         channels = self.synthetic.shape[0]
         self.refiner_config = RefinerConfig(
-            channels, config.refiner_channels, config.refiner_blocks, config.refiner_kernel
+            channels,
+            config.refiner_channels,
+            config.refiner_blocks,
+            config.refiner_kernel,
+            config.refiner_residual,
         )
         self.refiner = prepare_module(build_refiner(self.refiner_config), device)
         _, height, width = self.synthetic.shape

@@ -23,9 +23,9 @@ from simgan.benchmarks.stats import cell, spread
 
 SUITE_CONFIG = {
     "steps": "300",
-    "pretrain_refiner_steps": "100",
+    "pretrain_refiner_steps": "50",
     "pretrain_discriminator_steps": "50",
-    "checkpoint_every": "75",
+    "checkpoint_every": "100",
     "device": "cpu",
 }
 """Run length of a suite run on a CPU; every other key is the TrainConfig default, for every pair."""
@@ -81,6 +81,7 @@ def run(job: SuiteRun) -> dict[str, Any]:
     from core.train_config import TrainConfig
     from models import Registry
     from simulators.suite import PAIRS, make_split
+    from trainer.checkpoint import load_checkpoint
     from trainer.evaluate import evaluate
     from trainer.export import publish_checkpoint
     from trainer.selection import build_selector
@@ -127,7 +128,8 @@ def run(job: SuiteRun) -> dict[str, Any]:
             (job.pictures / f"suite_{job.pair}_samples.png").write_bytes(
                 result.artifacts[SAMPLES_NAME].read_bytes()
             )
-        ranking = _checkpoint_ranking(selector, synthetic, heldout, pair, job.seed)
+        shape = load_checkpoint(result.checkpoint)["refiner_config"]
+        ranking = _checkpoint_ranking(selector, shape, synthetic, heldout, pair, job.seed)
     closed = metrics["downstream"]["gap_closed"]
     print(f"{job.pair} seed {job.seed}: gap closed {closed}, {card.verdict['verdict']}", file=sys.stderr)
     return {
@@ -142,12 +144,14 @@ def run(job: SuiteRun) -> dict[str, Any]:
     }
 
 
-def _checkpoint_ranking(selector: Any, synthetic: Any, heldout: Any, pair: Any, seed: int) -> dict[str, Any]:
+def _checkpoint_ranking(
+    selector: Any, shape: dict[str, Any], synthetic: Any, heldout: Any, pair: Any, seed: int
+) -> dict[str, Any]:
     """Every scored checkpoint's label-free score and downstream error on the held-out real images."""
     import copy
 
     from trainer.evaluate import choose_targets, fit_task, target_array
-    from trainer.networks import build_refiner
+    from trainer.networks import RefinerConfig, build_refiner
     from trainer.selection import refine_with_module
     from trainer.task_models import TaskBudget
 
@@ -155,16 +159,12 @@ def _checkpoint_ranking(selector: Any, synthetic: Any, heldout: Any, pair: Any, 
     labels = target_array(synthetic.annotations, targets)
     truth = target_array(heldout.annotations, targets, "real-labeled")
     budget = TaskBudget(steps=150, members=1)
-    refiner = None
+    refiner = build_refiner(RefinerConfig(**shape))
     points = []
     for candidate in selector.candidates:
         state = selector.states.get(candidate.step)
         if state is None:
             continue
-        if refiner is None:
-            from trainer.networks import RefinerConfig
-
-            refiner = build_refiner(RefinerConfig(**_refiner_shape(state)))
         model = copy.deepcopy(refiner)
         model.load_state_dict(state)
         refined = refine_with_module(model, synthetic.images)
@@ -173,18 +173,6 @@ def _checkpoint_ranking(selector: Any, synthetic: Any, heldout: Any, pair: Any, 
         points.append({"step": candidate.step, "score": label_free_score(candidate.__dict__), "error": error})
     rho = spearman([p["score"] for p in points], [p["error"] for p in points])
     return {"checkpoints": points, "spearman": rho}
-
-
-def _refiner_shape(state: dict[str, Any]) -> dict[str, int]:
-    """RefinerConfig fields read off a refiner's state dict (stem conv and block count)."""
-    stem = state["stem.0.weight"]  # (width, channels, k, k)
-    blocks = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
-    return {
-        "channels": int(stem.shape[1]),
-        "width": int(stem.shape[0]),
-        "blocks": blocks,
-        "kernel": int(stem.shape[2]),
-    }
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:

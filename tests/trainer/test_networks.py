@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,3 +54,16 @@ def test_build_discriminator_refuses_bad_shapes() -> None:
         build_discriminator(DiscriminatorConfig(channels=4))
     with pytest.raises(ValueError, match="positive integer"):
         build_discriminator(DiscriminatorConfig(channels=1, widths=(8, 0, 8, 8)))
+
+
+def test_a_residual_refiner_starts_as_the_exact_identity() -> None:
+
+    from trainer.selection import refine_with_module
+
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
+    residual = build_refiner(RefinerConfig(channels=1, width=8, blocks=1, residual=True))
+    plain = build_refiner(RefinerConfig(channels=1, width=8, blocks=1))
+
+    assert np.array_equal(refine_with_module(residual, images), images)
+    assert not np.array_equal(refine_with_module(plain, images), images)
