@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +18,10 @@ from rq import Retry
 from core.datasets import DatasetStore
 from core.images import encode_png
 from core.layout import ANNOTATIONS_NAME
-from core.settings import Settings, get_settings
+from core.settings import get_settings
 from jobs.context import JobContext
 from models import Registry
 from models.session import load_refiner
-
-
-def result_path(settings: Settings, job_id: str) -> Path:
-    """Where a refine job's zip lands: SIMGAN_HOME/results/<job id>.zip."""
-    return settings.home / "results" / f"{job_id}.zip"
 
 
 def run_refine_job(dataset: str, model: str) -> dict[str, Any] | Retry:
@@ -42,7 +36,7 @@ def run_refine_job(dataset: str, model: str) -> dict[str, Any] | Retry:
                 f"dataset {dataset} has {images.shape[-1]}-channel images but model {model} takes "
                 f"{refiner.channels}-channel ones; pick a model trained on such images"
             )
-        target = result_path(settings, job.id or "direct")
+        target = settings.result_path(job.id or "direct")
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
         total, batch, started = len(images), max(1, settings.refine_job_batch_size), time.perf_counter()

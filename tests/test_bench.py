@@ -47,3 +47,27 @@ def test_bench_quality_reports_gap_closure_per_setting_with_its_command_and_pict
     for gap in ("0.5", "1"):
         for picture in ("samples", "losses"):
             assert (tmp_path / f"quality_gap{gap}_{picture}.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_the_quick_suite_runs_two_pairs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
+    # Exactly what a user runs (`simgan bench quality --suite --quick`), a few minutes on 2 cores.
+    assert main(["bench", "quality", "--suite", "--quick", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "suite_quick.json").read_text())
+    assert [run["pair"] for run in report["runs"]] == ["glyphs8", "shapes32"]
+    for run in report["runs"]:
+        assert run["verdict"]["verdict"] in ("improved", "no measurable change", "worse")
+        assert run["verdict"]["why"] and run["ranking"]["checkpoints"]
+        assert {"error_synthetic", "error_refined", "error_real"} <= set(run["downstream"])
+    assert set(report["summary"]["pairs"]) == {"glyphs8", "shapes32"}
+    markdown = (tmp_path / "suite_quick.md").read_text()
+    assert report["command"] in markdown and "| glyphs8 |" in markdown and "Rank correlation" in markdown
+
+
+def test_the_rank_correlation_is_one_for_the_same_order_and_minus_one_for_the_reverse() -> None:
+    from simgan.benchmarks.suite import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2], [1, 2]) is None

@@ -23,7 +23,8 @@ from service.metrics import Metrics
 from service.reloader import Reloader
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (each test app has its own), not core.settings.get_settings()."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -48,7 +49,7 @@ def get_batcher(request: Request) -> Batcher:
     return batcher
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]

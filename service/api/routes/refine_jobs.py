@@ -10,7 +10,6 @@ from fastapi.responses import FileResponse
 from core.errors import ClientError
 from jobs import checks, queue
 from jobs.queue import JobState
-from jobs.refine import result_path
 from service.api.deps import RedisDep, RegistryDep, SettingsDep, StoreDep
 from service.api.responses import JOB_RESPONSES, problems
 from service.api.routing import RedisRoute
@@ -60,7 +59,7 @@ def download_refine_result(job_id: str, settings: SettingsDep, connection: Redis
     if job.state is not JobState.SUCCEEDED:
         why = f"failed: {job.error}" if job.state is JobState.FAILED else f"is {job.state.value}"
         raise ClientError(409, f"refine job {job_id} {why}; its result exists once its status is succeeded")
-    path = result_path(settings, job_id)
+    path = settings.result_path(job_id)
     if not path.is_file():
         raise ClientError(
             404, f"the result of refine job {job_id} is gone from {path.parent}; run the job again"
