@@ -18,7 +18,8 @@ from core.settings import Settings, get_settings
 from jobs import queue
 from models.registry import Registry
 from service.api.errors import install_error_handlers
-from service.api.routes import datasets, health, models, refine, refine_jobs, train_jobs
+from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
+from service.api.routes import models as model_routes  # not the models/ package
 from service.batching import Batcher
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(refine.router)
-    app.include_router(models.router)
+    app.include_router(model_routes.router)
     app.include_router(datasets.router)
     app.include_router(train_jobs.router)
     app.include_router(refine_jobs.router)
