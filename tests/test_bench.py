@@ -50,6 +50,7 @@ def test_bench_quality_reports_gap_closure_per_setting_with_its_command_and_pict
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 3 minutes on 2 free cores; more on a loaded CI machine
 def test_the_quick_suite_runs_two_pairs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     # Exactly what a user runs (`simgan bench quality --suite --quick`), a few minutes on 2 cores.
     assert main(["bench", "quality", "--suite", "--quick", "--out", str(tmp_path)]) == 0
