@@ -212,4 +212,7 @@ class Registry:
         if not (onnx_file.is_file() and card_file.is_file()):
             return None
         card = ModelCard.from_json(card_file.read_text())
-        return self.publish(onnx_file, replace(card, version="", notes=card.notes or "bundled default"))
+        # The default serves whatever its verdict says (the card keeps it): an empty registry must
+        # serve something, and a later model that did not improve must not push it aside.
+        seeded = replace(card, version="", notes=card.notes or "bundled default", auto_activate=True)
+        return self.publish(onnx_file, seeded)

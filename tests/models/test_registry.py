@@ -88,6 +88,21 @@ def test_a_registry_of_models_none_of_which_activates_itself_serves_its_newest(
     assert registry.resolve("active") == "v2"
 
 
+def test_the_bundled_default_stays_active_over_a_later_model_that_did_not_improve(
+    tmp_path: Path, onnx_file: Path
+) -> None:
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    (bundled / "model.onnx").write_bytes(onnx_file.read_bytes())
+    (bundled / "card.json").write_text(make_card(auto_activate=False).to_json())
+    registry = Registry(tmp_path / "models")
+
+    registry.seed_bundled(bundled)
+    registry.publish(onnx_file, make_card(auto_activate=False))
+
+    assert registry.resolve("active") == "v1"
+
+
 def test_unknown_and_malformed_versions_say_what_exists(tmp_path: Path, onnx_file: Path) -> None:
     registry = Registry(tmp_path)
     registry.publish(onnx_file, make_card())
