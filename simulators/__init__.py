@@ -9,9 +9,13 @@ from collections.abc import Callable
 
 from simulators.batch import ImageBatch, save_npz
 from simulators.eyes import DOMAINS, simulate_eyes
+from simulators.suite import PAIRS
 
 SIMULATORS: dict[str, Callable[..., ImageBatch]] = {"eyes": simulate_eyes}
-"""Simulator name -> function(count, domain, seed, gap) -> ImageBatch."""
+"""Simulator name -> function(count, domain, seed, gap) -> ImageBatch.
+
+The domain suite's pairs (`PAIRS`, simulators/suite.py) are not listed here: they have three splits
+and no gap, so they do not fit this signature; use `simulators.suite.make_split`."""
 
 
 def simulate(name: str, count: int, domain: str = "synthetic", seed: int = 0, gap: float = 1.0) -> ImageBatch:
@@ -23,4 +27,4 @@ def simulate(name: str, count: int, domain: str = "synthetic", seed: int = 0, ga
     return SIMULATORS[name](count, domain=domain, seed=seed, gap=gap)
 
 
-__all__ = ["DOMAINS", "SIMULATORS", "ImageBatch", "save_npz", "simulate", "simulate_eyes"]
+__all__ = ["DOMAINS", "PAIRS", "SIMULATORS", "ImageBatch", "save_npz", "simulate", "simulate_eyes"]

@@ -61,7 +61,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Candidate:
-    step: int  # 0 = the baseline: the raw synthetic images, no refiner
+    step: int  # -1 = the baseline: the raw synthetic images, no refiner
     realism: float  # held-out accuracy of a fresh real-vs-refined classifier; lower is more real
     kid: float  # refined probe vs real probe; lower is more real
     reg_distance: float  # mean |R(x) - x| over probe pixels, in [-1, 1] units
@@ -137,7 +137,7 @@ class CheckpointSelector:
         self.candidates: list[Candidate] = []
         self.best: Candidate | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.baseline = self.score(0, lambda images: images)
+        self.baseline = self.score(-1, lambda images: images)
 
     def _consistency(
         self, labels: LabeledSet | None, pick: np.ndarray, rest: np.ndarray

@@ -200,6 +200,10 @@ def train(
     if resume is not None:
         _resume(run, Path(resume), selector)
     checkpoints = _Checkpoints(run, images, Path(workdir), selector, hooks)
+    if selector is not None and run.step == 0 and config.refiner_residual:
+        # The untrained residual refiner is the identity: a candidate from the start, so that a run none
+        # of whose checkpoints keeps the labels publishes "change nothing", not the least bad change.
+        selector.consider(0, run.published_refiner)
     total, first_step, started = run.total_steps, run.step, time.perf_counter()
     while run.step < total:
         if hooks.should_stop is not None and hooks.should_stop():

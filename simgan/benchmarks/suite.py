@@ -111,7 +111,8 @@ def run(job: SuiteRun) -> dict[str, Any]:
         registry = Registry(Path(tmp) / "models")
         card = publish_checkpoint(result.checkpoint, registry)
         train_seconds = time.perf_counter() - started
-        budget = TaskBudget(steps=job.task_steps)
+        # A pair may need longer task models to read its real side at all (horizon64's photographs).
+        budget = TaskBudget(steps=max(job.task_steps, pair.task_steps))
         metrics = evaluate(
             card.version,
             synthetic,

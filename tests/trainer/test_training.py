@@ -360,7 +360,7 @@ class EarliestSelector:
 
 def test_a_selector_scores_every_scheduled_checkpoint_and_its_choice_is_published(tmp_path: Path) -> None:
     selector = EarliestSelector()
-    result = _train(tmp_path, tiny_config(checkpoint_every=2), selector=selector)
+    result = _train(tmp_path, tiny_config(checkpoint_every=2, refiner_residual=False), selector=selector)
     assert selector.steps == [2, 4, 6]
     card = publish_checkpoint(result.checkpoint, Registry(tmp_path / "models"))
     assert card.selection == {"criterion": "earliest", "step": 2}
@@ -381,4 +381,14 @@ def test_a_resumed_selector_goes_on_from_its_checkpointed_state(tmp_path: Path) 
     )
     selector = EarliestSelector()
     _train(tmp_path, tiny_config(checkpoint_every=2), selector=selector, resume=first.checkpoint)
-    assert selector.steps == [2, 4, 6]
+    assert selector.steps == [0, 2, 4, 6]  # the untrained (identity) refiner, then each checkpoint
+
+
+def test_a_residual_run_offers_the_identity_to_its_selector_before_training(tmp_path: Path) -> None:
+    selector = EarliestSelector()
+    result = _train(tmp_path, tiny_config(checkpoint_every=2), selector=selector)
+    assert selector.steps == [0, 2, 4, 6]
+    card = publish_checkpoint(result.checkpoint, Registry(tmp_path / "models"))
+    synthetic = tiny_images(1)
+    session = ort.InferenceSession(str(Registry(tmp_path / "models").onnx_path(card.version)))
+    assert np.array_equal(session.run(None, {"image": synthetic})[0], synthetic)
