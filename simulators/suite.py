@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -165,7 +166,7 @@ def target_values(pair: Pair, batch: ImageBatch) -> np.ndarray:
     for annotation in batch.annotations:
         row = []
         for path in pair.targets:
-            value = annotation
+            value: Any = annotation
             for key in path.split("."):
                 value = value[key]
             row.append(float(value))

@@ -99,6 +99,7 @@ class Refiner(nn.Module):
         self.head = nn.Conv2d(cfg.width, cfg.channels, 1)
         if cfg.residual:
             nn.init.zeros_(self.head.weight)
+            assert self.head.bias is not None  # nn.Conv2d has one by default
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor) -> Tensor:
