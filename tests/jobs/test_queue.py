@@ -177,6 +177,8 @@ def test_api_answers_with_our_record_not_rq_fields(connection: redis.Redis, jobs
         "progress",
         "model_version",
         "metrics",
+        "verdict",
+        "activated",
         "artifacts",
         "error",
         "attempts",
