@@ -134,6 +134,7 @@ class CheckpointSelector:
         self.real_labeled = real_labeled
         self.keep_candidates = keep_candidates
         self.states: dict[int, dict[str, torch.Tensor]] = {}
+        self._baseline_errors = np.zeros(0)
         self.candidates: list[Candidate] = []
         self.best: Candidate | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -193,7 +194,12 @@ class CheckpointSelector:
         refined = refine(self.synthetic)
         moved = float(np.abs(refined.astype(np.float64) - self.synthetic.astype(np.float64)).mean() / 127.5)
         consistency = None if self.consistency is None else self.consistency.score(refined[self.half :])
-        downstream = float(self.downstream_errors(refined).mean()) if self._downstream_ready else None
+        downstream = None
+        if self._downstream_ready:
+            errors = self.downstream_errors(refined)
+            if step == -1:  # the baseline's per-image errors give the verdict its noise, once
+                self._baseline_errors = errors
+            downstream = float(errors.mean())
         return Candidate(
             step,
             self.realism(refined),
@@ -239,8 +245,7 @@ class CheckpointSelector:
         if self.targets is not None and self.targets.kind == "classification":
             p = min(max(base.downstream, 0.05), 0.95)
             return math.sqrt(2 * p * (1 - p) / count)
-        errors = self.downstream_errors(self.synthetic)
-        return float(errors.std() * math.sqrt(2 / count))
+        return float(self._baseline_errors.std() * math.sqrt(2 / count))
 
     def summary(self) -> dict[str, Any]:
         """What the model card records under `selection`."""
