@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 # The trainer's torch. The default is the CPU build; a GPU machine passes a CUDA build,
 # e.g. `make serve TORCH_SPEC="torch==2.13.0 --index-url <PyTorch's CUDA index>"` (README, GPU training).
 TORCH_SPEC ?= torch==2.13.0
-PORT ?= 8000
+# `make serve PORT=8399` or `SIMGAN_PORT=8399 make serve`; neither: simgan's default, 8000.
+PORT ?=
 
 .PHONY: install serve test lint format bench default-model clean
 
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 serve: install
-	$(VENV)/bin/simgan serve --port $(PORT)
+	$(VENV)/bin/simgan serve $(if $(PORT),--port $(PORT))
 
 test: install
 	$(VENV)/bin/ruff check .
