@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -13,7 +14,9 @@ import pytest
 from core.datasets import DatasetStore
 from core.settings import Settings
 from service.api.schemas import MAX_SIMULATE_COUNT
+from models import Registry
 from service.main import create_app
+from tests.service.conftest import TinyModels
 from tests.factories import h5_file, image_file, npz_file, random_images, zip_file
 
 pytestmark = pytest.mark.anyio
@@ -70,6 +73,26 @@ async def test_upload_stores_the_dataset_and_answers_its_shape(api: httpx.AsyncC
     one = await api.get(f"/datasets/{body['id']}")
     assert one.status_code == 200
     assert one.json() == body
+
+
+async def test_delete_of_a_dataset_models_were_trained_on_is_409_naming_them_unless_forced(
+    api: httpx.AsyncClient, api_settings: Settings, tiny_models: TinyModels
+) -> None:
+    dataset_id = (await post_file(api, "eyes.zip", EYES_ZIP)).json()["id"]
+    registry = Registry(api_settings.models_path)
+    card = replace(tiny_models.gray, datasets=[{"kind": "synthetic", "id": dataset_id}])
+    published = tiny_models.publish(card, registry)
+
+    refused = await api.delete(f"/datasets/{dataset_id}")
+    assert refused.status_code == 409
+    assert f"published model(s) {published.version} were trained on dataset '{dataset_id}'" in (
+        refused.json()["detail"]
+    )
+    assert f"DELETE /datasets/{dataset_id}?force=true" in refused.json()["detail"]
+    assert dataset_id in stored(api_settings)
+
+    assert (await api.delete(f"/datasets/{dataset_id}", params={"force": "true"})).status_code == 204
+    assert dataset_id not in stored(api_settings)
 
 
 @pytest.mark.parametrize(

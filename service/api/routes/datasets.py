@@ -8,12 +8,14 @@ may happen.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from core.errors import ClientError
-from service.api.deps import DatasetWriteGuard, SettingsDep, StoreDep
+from service.api.deps import DatasetWriteGuard, RegistryDep, SettingsDep, StoreDep
 from service.api.responses import DATASET_UPLOAD_BODY, problems
 from service.api.schemas import DatasetList, DatasetPublic, SimulateRequest
 from simulators import SIMULATORS, simulate
@@ -92,9 +94,31 @@ def get_dataset(dataset_id: str, store: StoreDep) -> DatasetPublic:
     "/{dataset_id}",
     status_code=204,
     summary="Delete a stored dataset",
+    description="409 while a queued or running job uses the dataset, and when published models were "
+    "trained on it (their cards keep its id and sha256, but the images are gone): `?force=true` deletes "
+    "it anyway.",
     dependencies=[DatasetWriteGuard],
     responses=problems(404, 409, 503),
 )
-def delete_dataset(dataset_id: str, store: StoreDep) -> Response:
+def delete_dataset(
+    dataset_id: str,
+    store: StoreDep,
+    registry: RegistryDep,
+    force: Annotated[bool, Query(description="Delete even when published models were trained on it")] = False,
+) -> Response:
+    store.get(dataset_id)  # 404 before anything else
+    if not force:
+        trained = [
+            card.version
+            for card in registry.list()
+            if any(entry.get("id") == dataset_id for entry in card.datasets)
+        ]
+        if trained:
+            raise ClientError(
+                409,
+                f"published model(s) {', '.join(trained)} were trained on dataset '{dataset_id}'; "
+                "their cards would point at a dataset that is gone: delete it anyway with "
+                f"DELETE /datasets/{dataset_id}?force=true",
+            )
     store.delete(dataset_id)
     return Response(status_code=204)
