@@ -13,11 +13,11 @@ import pytest
 
 from core.datasets import DatasetStore
 from core.settings import Settings
-from service.api.schemas import MAX_SIMULATE_COUNT
 from models import Registry
+from service.api.schemas import MAX_SIMULATE_COUNT
 from service.main import create_app
-from tests.service.conftest import TinyModels
 from tests.factories import h5_file, image_file, npz_file, random_images, zip_file
+from tests.service.conftest import TinyModels
 
 pytestmark = pytest.mark.anyio
 
@@ -85,8 +85,9 @@ async def test_delete_of_a_dataset_models_were_trained_on_is_409_naming_them_unl
 
     refused = await api.delete(f"/datasets/{dataset_id}")
     assert refused.status_code == 409
-    assert f"published model(s) {published.version} were trained on dataset '{dataset_id}'" in (
-        refused.json()["detail"]
+    assert (
+        f"published model(s) {published.version} were trained on dataset '{dataset_id}'"
+        in (refused.json()["detail"])
     )
     assert f"DELETE /datasets/{dataset_id}?force=true" in refused.json()["detail"]
     assert dataset_id in stored(api_settings)
