@@ -22,6 +22,7 @@ from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from core.settings import Settings
+from jobs import counters
 from jobs.queue import CANCEL_KEY
 
 log = logging.getLogger(__name__)
@@ -76,18 +77,28 @@ class JobContext:
         previous = None
         if context.job is not None and _main_thread():
             previous = signal.signal(signal.SIGTERM, context._on_sigterm)
+        outcome = "failed"
         try:
             context._start()
             yield context
+            outcome = context.outcome()
         except Exception as exc:
             context._fail(describe_failure(exc, settings))
             raise
         finally:
+            if context.job is not None:
+                counters.count_job(context.job.connection, context.job.origin, outcome)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if context.cancel_requested and context.job is not None:
                 with suppress(redis.RedisError):
                     context.job.connection.delete(CANCEL_KEY.format(context.job.id))
+
+    def outcome(self) -> str:
+        """How the job ends when its function returned (an exception is `failed`)."""
+        if self.cancel_requested:
+            return "canceled"
+        return "interrupted" if self.interrupted else "succeeded"
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         log.warning("job %s: worker is stopping; stopping at the next step", self.id)
@@ -150,9 +161,11 @@ class JobContext:
         if self.job is None:
             return False
         try:
-            return bool(self.job.connection.exists(CANCEL_KEY.format(self.job.id)))
+            flagged = bool(self.job.connection.exists(CANCEL_KEY.format(self.job.id)))
         except redis.RedisError:
             return False
+        self.cancel_requested = self.cancel_requested or flagged
+        return flagged
 
     def retry_later(self) -> Retry:
         """What a job returns when it stopped because its worker is going away: run it again, first.

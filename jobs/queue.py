@@ -25,6 +25,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from core.settings import Settings
+from jobs import counters
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ def cancel(connection: redis.Redis, settings: Settings, queue: str, job_id: str)
     job = Job.fetch(job_id, connection=connection)
     if job.get_status() not in (JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED):
         job.cancel()
+        counters.count_job(connection, queue, "canceled")  # never reaches a worker, which counts the rest
     return fetch(connection, queue, job_id)
 
 

@@ -19,6 +19,7 @@ from core.datasets import DatasetStore
 from core.images import encode_png
 from core.layout import ANNOTATIONS_NAME
 from core.settings import get_settings
+from jobs import counters
 from jobs.context import JobContext
 from models import Registry
 from models.session import load_refiner
@@ -63,4 +64,6 @@ def run_refine_job(dataset: str, model: str) -> dict[str, Any] | Retry:
             # The store's annotations.jsonl ({"file": name, ...} per image): copied, not rewritten.
             archive.write(store.path(dataset) / ANNOTATIONS_NAME, ANNOTATIONS_NAME)
         os.replace(partial, target)
+        if job.job is not None:
+            counters.count_images(job.job.connection, refiner.version, total)
         return {"model_version": refiner.version, "images": total, "result": str(target)}

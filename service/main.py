@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from core import __version__
 from core.images import allow_pixels
 from core.settings import Settings, get_settings
-from jobs import queue
+from jobs import counters, queue
 from models.registry import Registry
 from service.api.errors import install_error_handlers
 from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
@@ -43,6 +43,17 @@ def register_queue_metrics(metrics: Metrics, settings: Settings) -> None:
 
     metrics.add_gauge_callback(
         "simgan_queue_jobs", "Jobs queued and running, by queue.", ["queue", "state"], read
+    )
+    # What the workers counted in Redis (they are other processes): jobs ended, images of bulk jobs.
+    metrics.add_counter_source(
+        metrics.jobs,
+        lambda: {key: float(n) for key, n in counters.job_counts(queue.connect(settings)).items()},
+    )
+    metrics.add_counter_source(
+        metrics.images_refined,
+        lambda: {
+            (model, "job"): float(n) for model, n in counters.image_counts(queue.connect(settings)).items()
+        },
     )
 
 

@@ -17,11 +17,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# A `_created` series beside every counter and histogram doubles the output and no dashboard of
+# ours reads it; prometheus_client's switch is process-wide, which is what we want.
+disable_created_metrics()
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 GaugeValues = Mapping[tuple[str, ...], float]
 """Label values -> gauge value, e.g. {("train",): 3, ("refine",): 0}."""
+
+CounterValues = Callable[[], Mapping[tuple[str, ...], float]]
+"""Reads label values -> counter total from somewhere else (Redis, where the workers count)."""
 
 
 class _CallbackGauge(Collector):
@@ -63,6 +72,32 @@ class _CallbackGauge(Collector):
         yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
+class _CallbackCounter(Collector):
+    """A counter whose totals come from functions called at every scrape (a source that fails is
+    left out, so the others still show)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.sources: list[CounterValues] = []
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for read in self.sources:
+            try:
+                values = read()
+            except Exception as exc:  # e.g. Redis down: the scrape goes on without these totals
+                log.debug("counter %s could not be read: %s", self.name, exc)
+                continue
+            for labels, value in values.items():
+                family.add_metric(list(labels), value)
+        yield family
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
 class Metrics:
     """Every series the service exports; `render()` is the /metrics body."""
 
@@ -89,9 +124,25 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.images_refined = Counter(
-            f"{PREFIX}_images_refined", "Images refined by /refine.", ["model"], registry=self.registry
+        # Two sources: /refine (counted here) and bulk refine jobs (counted by the workers in Redis,
+        # added with `add_counter_source`). Sum over `source` for every image refined.
+        self._refined_here: dict[str, float] = {}
+        self.images_refined = _CallbackCounter(
+            f"{PREFIX}_images_refined",
+            "Images refined, by model and source (request: POST /refine; job: bulk refine jobs).",
+            ["model", "source"],
         )
+        self.images_refined.sources.append(
+            lambda: {(model, "request"): n for model, n in list(self._refined_here.items())}
+        )
+        self.registry.register(self.images_refined)
+        self.jobs = _CallbackCounter(
+            f"{PREFIX}_jobs",
+            "Jobs that ended, by kind (train, refine) and outcome (succeeded, failed, canceled, "
+            "interrupted: requeued to resume).",
+            ["kind", "outcome"],
+        )
+        self.registry.register(self.jobs)
         self.active_model = Gauge(
             f"{PREFIX}_active_model",
             "1 for the model version the service serves, labelled with its execution provider.",
@@ -111,6 +162,10 @@ class Metrics:
         """
         self.registry.register(_CallbackGauge(name, documentation, labelnames, read))
 
+    def add_counter_source(self, counter: _CallbackCounter, read: CounterValues) -> None:
+        """Add the totals `read()` returns at every scrape to `counter` (metrics.jobs or .images_refined)."""
+        counter.sources.append(read)
+
     # ---------------------------------------------------------------- updates
     def set_active_model(self, version: str, provider: str) -> None:
         self.active_model.clear()
@@ -118,7 +173,7 @@ class Metrics:
 
     def observe_batch(self, model: str, size: int) -> None:
         self.batch_size.labels(model=model).observe(size)
-        self.images_refined.labels(model=model).inc(size)
+        self._refined_here[model] = self._refined_here.get(model, 0) + size
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -147,7 +202,21 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = _template(scope)
             labels = {"route": route, "method": scope["method"], "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+
+
+def _template(scope: Scope) -> str:
+    """The route template that answered: FastAPI's routes put themselves in the scope; the docs
+    pages, /openapi.json and mounted static files are plain Starlette routes, matched again here."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"

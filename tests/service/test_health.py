@@ -54,6 +54,21 @@ async def test_metrics_count_requests_by_route_and_status_and_name_the_active_mo
     assert "simgan_http_request_duration_seconds_bucket" in text
 
 
+async def test_metrics_have_no_created_series_and_label_the_docs_routes_by_template(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.get("/docs")
+    await client.get("/openapi.json")
+    await client.get("/no/such/page")
+
+    text = (await client.get("/metrics")).text
+
+    assert "_created" not in text
+    assert 'simgan_http_requests_total{method="GET",route="/docs",status="200"} 1.0' in text
+    assert 'simgan_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in text
+    assert 'simgan_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+
+
 async def test_metrics_hook_exports_gauges_read_at_scrape_time(
     make_settings: Callable[..., Settings], serve: Serve
 ) -> None:

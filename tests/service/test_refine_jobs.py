@@ -13,10 +13,11 @@ from PIL import Image
 
 from core.datasets import DatasetStore
 from core.settings import Settings
+from jobs import queue
 from models import ModelCard, Registry
 from models.session import load_refiner
 from service.main import create_app
-from tests.factories import live_server, run_queued_jobs, store_eye_dataset
+from tests.factories import image_file, live_server, random_images, run_queued_jobs, store_eye_dataset
 from tests.service.conftest import TinyModels
 
 
@@ -29,6 +30,25 @@ def api(jobs_settings: Settings, gray_model: ModelCard) -> Iterator[httpx.Client
 @pytest.fixture
 def dataset(jobs_settings: Settings) -> str:
     return str(store_eye_dataset(jobs_settings.data_path, "synthetic", count=10).id)
+
+
+def test_metrics_count_bulk_refined_images_and_jobs_by_kind_and_outcome(
+    api: httpx.Client, dataset: str, redis_url: str, jobs_settings: Settings, gray_model: ModelCard
+) -> None:
+    done = api.post("/refine-jobs", json={"dataset": dataset}).json()["id"]
+    run_queued_jobs(redis_url, "refine")
+    canceled = api.post("/refine-jobs", json={"dataset": dataset}).json()["id"]
+    queue.cancel(queue.connect(jobs_settings), jobs_settings, queue.REFINE_QUEUE, canceled)
+    api.post("/refine", files={"image": ("0.png", image_file(random_images(1, 35, 55)[0]), "image/png")})
+
+    text = api.get("/metrics").text
+
+    assert api.get(f"/refine-jobs/{done}").json()["status"] == "succeeded"
+    v = gray_model.version
+    assert f'simgan_images_refined_total{{model="{v}",source="job"}} 10.0' in text
+    assert f'simgan_images_refined_total{{model="{v}",source="request"}} 1.0' in text
+    assert 'simgan_jobs_total{kind="refine",outcome="succeeded"} 1.0' in text
+    assert 'simgan_jobs_total{kind="refine",outcome="canceled"} 1.0' in text
 
 
 def test_refine_job_zip_holds_refined_pngs_under_the_same_names_and_the_annotations_unchanged(
