@@ -7,7 +7,6 @@ refused unread.
 from __future__ import annotations
 
 import itertools
-import json
 import zipfile
 import zlib
 from typing import IO, Any
@@ -15,6 +14,7 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
+from core.annotations import TooDeep, loads_json
 from core.archives import open_zip, too_many
 from core.errors import ClientError
 from core.limits import ByteBudget, Limits, check_stack_shape, upload_size
@@ -41,8 +41,10 @@ def require_uint8(dtype: np.dtype[Any], what: str) -> None:
 
 def _json_list(text: str | bytes, what: str, count: int) -> list[dict[str, Any]]:
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        value = loads_json(text, what)
+    except TooDeep as error:
+        raise ClientError(422, str(error)) from error
+    except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
         raise ClientError(400, f"{what} is not valid JSON ({error})") from error
     if not isinstance(value, list) or len(value) != count or not all(isinstance(v, dict) for v in value):
         raise ClientError(422, f"{what} must be a JSON list of {count} objects, one per image")
@@ -86,7 +88,9 @@ def read_npz(fileobj: IO[bytes], limits: Limits) -> tuple[np.ndarray, list[dict[
 def read_h5(fileobj: IO[bytes], limits: Limits) -> tuple[np.ndarray, list[dict[str, Any]] | None]:
     """Dataset `images` or `image` (N, H, W[, C]) uint8. Annotations come from an `annotations`
     JSON string, or else from side datasets with one small row per image (e.g. `look_vec` (N, 3))."""
-    upload_size(fileobj, limits)
+    # Decoded bytes count against the archive guards (a gzip'd dataset of blank images is tiny on
+    # disk): every dataset read is sized from its header, whole and per chunk, before reading.
+    budget = ByteBudget(limits, upload_size(fileobj, limits), "the .h5 file's datasets decode to")
     try:
         file = h5py.File(fileobj, "r")
     except (OSError, ValueError) as error:
@@ -100,8 +104,8 @@ def read_h5(fileobj: IO[bytes], limits: Limits) -> tuple[np.ndarray, list[dict[s
         require_uint8(dataset.dtype, f"'{key}'")
         n, h, w, c = check_stack_shape(dataset.shape, f"'{key}'", limits)
         try:
-            images = np.asarray(dataset[()], dtype=np.uint8).reshape(n, h, w, c)
-            annotations = _h5_annotations(file, key, n)
+            images = np.asarray(_h5_read(dataset, key, budget), dtype=np.uint8).reshape(n, h, w, c)
+            annotations = _h5_annotations(file, key, n, budget)
         except (OSError, ValueError, TypeError) as error:
             raise ClientError(400, f"the .h5 file is corrupt ({error})") from error
     return images, annotations
@@ -123,9 +127,29 @@ def _h5_dataset(file: h5py.File, key: str) -> h5py.Dataset:
     return dataset
 
 
-def _h5_annotations(file: h5py.File, key: str, count: int) -> list[dict[str, Any]] | None:
+def _h5_read(dataset: h5py.Dataset, name: str, budget: ByteBudget) -> Any:
+    """All of `dataset`, once its decoded size and its largest chunk's fit in `budget`."""
+    _h5_fits(dataset, name, budget)
+    return dataset[()]
+
+
+def _h5_fits(dataset: h5py.Dataset, name: str, budget: ByteBudget) -> None:
+    """Spend `dataset`'s decoded size from `budget`, refusing it first if it or one chunk is too large.
+    (Variable-length strings live outside the chunks, in the file's heap: the upload's size bounds them.)"""
+    itemsize = dataset.dtype.itemsize
+    # A chunk is decompressed whole, and may be declared far larger than the dataset it holds.
+    if dataset.chunks is not None and int(np.prod(dataset.chunks)) * itemsize > budget.cap:
+        raise ClientError(
+            413,
+            f"'{name}' in the .h5 file is stored in chunks of {dataset.chunks} values, each over "
+            f"{budget.cap} bytes once decompressed; rewrite it with smaller chunks",
+        )
+    budget.spend(dataset.size * itemsize)
+
+
+def _h5_annotations(file: h5py.File, key: str, count: int, budget: ByteBudget) -> list[dict[str, Any]] | None:
     if "annotations" in file:
-        raw = _h5_dataset(file, "annotations")[()]
+        raw = _h5_read(_h5_dataset(file, "annotations"), "annotations", budget)
         if not isinstance(raw, bytes | str):
             raise ClientError(422, "'annotations' in the .h5 file must be one JSON string of a list")
         return _json_list(raw, "'annotations' in the .h5 file", count)
@@ -142,9 +166,10 @@ def _h5_annotations(file: h5py.File, key: str, count: int) -> list[dict[str, Any
             continue
         if h5py.check_string_dtype(item.dtype) is not None:  # fixed or variable length text
             if item.ndim == 1:
+                _h5_fits(item, name, budget)
                 fields[name] = item.asstr(errors="replace")[()].tolist()
         elif item.dtype.kind in "biuf":
-            fields[name] = item[()].tolist()
+            fields[name] = _h5_read(item, name, budget).tolist()
     if not fields:
         return None
     return [{name: values[i] for name, values in fields.items()} for i in range(count)]

@@ -25,6 +25,7 @@ import binascii
 import io
 import math
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -48,18 +49,30 @@ def allow_pixels(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, PIL_BOMB_FLOOR, 2 * max_pixels)
 
 
-def decode_image(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy = "refuse") -> np.ndarray:
+Reserve = Callable[[int], None]
+"""Told how many bytes an image will decode to, before it is decoded; raises to refuse it."""
+
+
+def _no_reserve(count: int) -> None:
+    return None
+
+
+def decode_image(
+    data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy = "refuse", reserve: Reserve = _no_reserve
+) -> np.ndarray:
     """Bytes of a PNG, JPEG or .npy file -> uint8 (H, W, C) with C in {1, 3}; `part` names it in errors.
 
     `alpha` is what an alpha channel gets: "refuse" (415: /refine hands back what was sent, and a
     refiner knows nothing of transparency) or "opaque" (dataset archives: accepted and dropped when
     every pixel is fully opaque, as image editors often save them; 422 when any pixel is not).
+    `reserve` gets the decoded size in bytes from the header, before any pixel is decoded: an
+    archive's images share one budget that way (core.ingest).
     """
     if not data:
         raise ClientError(400, f"{part} is empty; send the bytes of a PNG, JPEG or .npy file")
     if data.startswith(NPY_MAGIC):
-        return _decode_npy(data, part, max_pixels)
-    return _decode_pil(data, part, max_pixels, alpha)
+        return _decode_npy(data, part, max_pixels, reserve)
+    return _decode_pil(data, part, max_pixels, alpha, reserve)
 
 
 def _check_pixels(width: int, height: int, part: str, max_pixels: int) -> None:
@@ -71,7 +84,7 @@ def _check_pixels(width: int, height: int, part: str, max_pixels: int) -> None:
         )
 
 
-def _decode_pil(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy) -> np.ndarray:
+def _decode_pil(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy, reserve: Reserve) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb guard, raised rather than printed; our pixel limit is checked first.
@@ -84,6 +97,8 @@ def _decode_pil(data: bytes, part: str, max_pixels: int, alpha: AlphaPolicy) -> 
     with image:
         _check_pixels(image.width, image.height, part, max_pixels)
         has_alpha = _check_mode(image, part, alpha)
+        # Upper bound of what decoding holds: a palette may widen to RGB, alpha is decoded then dropped.
+        reserve(image.width * image.height * max(3 if image.mode == "P" else 1, len(image.getbands())))
         try:
             image.load()
         except Exception as exc:  # truncated or corrupt pixel data
@@ -135,7 +150,7 @@ def _to_array(image: Image.Image) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels  # (H, W) -> (H, W, 1)
 
 
-def _decode_npy(data: bytes, part: str, max_pixels: int) -> np.ndarray:
+def _decode_npy(data: bytes, part: str, max_pixels: int, reserve: Reserve) -> np.ndarray:
     stream = io.BytesIO(data)
     shape, fortran_order, dtype = npy_header(stream, part)
     if dtype.hasobject:
@@ -144,8 +159,11 @@ def _decode_npy(data: bytes, part: str, max_pixels: int) -> np.ndarray:
         raise ClientError(415, f"{part} has dtype {dtype}; send a uint8 array (8 bits per channel)")
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
         raise ClientError(415, f"{part} has shape {shape}; send (H, W) grayscale, (H, W, 1) or (H, W, 3) RGB")
+    if 0 in shape:
+        raise ClientError(422, f"{part} has shape {shape}: it holds no pixels; send an image at least 1x1")
     _check_pixels(shape[1], shape[0], part, max_pixels)
     expected = math.prod(shape)
+    reserve(expected)
     body = data[stream.tell() :]
     if len(body) != expected:
         raise ClientError(400, f"{part} holds {len(body)} bytes of pixels but its header says {expected}")

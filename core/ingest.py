@@ -15,11 +15,12 @@ from typing import IO, Any
 
 import numpy as np
 
+from core.annotations import TooDeep, loads_json
 from core.archives import clean_name, iter_members
 from core.errors import ClientError, some
 from core.images import decode_image
 from core.layout import ANNOTATIONS_NAME
-from core.limits import Limits, check_dataset_pixels
+from core.limits import ByteBudget, Limits, check_dataset_pixels, upload_size
 
 Annotations = list[dict[str, Any]]
 
@@ -36,6 +37,9 @@ def read_archive(
     jsonl: tuple[str, bytes] | None = None
     skipped: list[str] = []
     values = 0
+    # Decoded pixels count against the same guards as unpacked bytes, from each image's header
+    # before it is decoded: a blank 1024x1024 PNG is 1 KB in the archive and 1 MB once decoded.
+    decoded = ByteBudget(limits, upload_size(fileobj, limits), "the archive's images decode to")
     for name, data in iter_members(fmt, fileobj, limits, _wanted, skipped):
         if posixpath.basename(name) == ANNOTATIONS_NAME:
             if jsonl is not None:
@@ -46,7 +50,9 @@ def read_archive(
         elif name.lower().endswith(".json"):
             sidecars[posixpath.splitext(name)[0]] = (name, data)
         else:
-            pictures[name] = decode_image(data, f"'{name}'", limits.max_image_pixels, alpha="opaque")
+            pictures[name] = decode_image(
+                data, f"'{name}'", limits.max_image_pixels, alpha="opaque", reserve=decoded.spend
+            )
             values += pictures[name].size
             check_dataset_pixels(values, limits)
     if not pictures:
@@ -113,8 +119,10 @@ def _archive_annotations(
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        value = loads_json(data.decode("utf-8-sig"), what)
+    except TooDeep as error:
+        raise ClientError(422, str(error)) from error
+    except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
         raise ClientError(400, f"{what} is not valid JSON ({error})") from error
     if not isinstance(value, dict):
         raise ClientError(400, f"{what} must hold one JSON object")
@@ -135,13 +143,17 @@ def _parse_jsonl(path: str, data: bytes, names: set[str]) -> dict[str, dict[str,
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_json(line, f"'{path}' line {number}")
+        except TooDeep as error:
+            raise ClientError(422, str(error)) from error
         except json.JSONDecodeError as error:
             raise ClientError(
                 400,
                 f"'{path}' line {number} is not valid JSON ({error.msg} at column {error.colno}); "
                 'each line is one object such as {"file": "0001.png", "gaze": [0.1, -0.2]}',
             ) from error
+        except ValueError as error:  # NaN or Infinity, which no JSON reader could take back
+            raise ClientError(400, f"'{path}' line {number} is not valid JSON ({error})") from error
         if not isinstance(record, dict) or not isinstance(record.get("file"), str):
             raise ClientError(
                 400, f"'{path}' line {number} must be a JSON object with a \"file\" key naming an image"

@@ -82,24 +82,25 @@ def upload_size(fileobj: IO[bytes], limits: Limits) -> int:
 class ByteBudget:
     """Bytes an archive may still unpack: counted while reading, not trusted from headers."""
 
-    def __init__(self, limits: Limits, upload_bytes: int) -> None:
+    def __init__(self, limits: Limits, upload_bytes: int, what: str = "the archive unpacks to") -> None:
         ratio_cap = max(limits.max_ratio * upload_bytes, limits.ratio_free_bytes)
         self.cap = min(limits.max_unpacked_bytes, ratio_cap)
         self.limits = limits
         self.upload_bytes = upload_bytes
+        self.what = what
         self.used = 0
 
     def _refuse(self, total: int) -> ClientError:
         if total > self.limits.max_unpacked_bytes:
             return ClientError(
                 413,
-                f"the archive unpacks to more than {self.limits.max_unpacked_bytes} bytes "
+                f"{self.what} more than {self.limits.max_unpacked_bytes} bytes "
                 "(SIMGAN_MAX_ARCHIVE_BYTES); split the dataset or raise the limit",
             )
         return ClientError(
             413,
-            f"the archive unpacks to more than {self.limits.max_ratio} times its size of "
-            f"{self.upload_bytes} bytes (SIMGAN_MAX_ARCHIVE_RATIO); this looks like a zip bomb",
+            f"{self.what} more than {self.limits.max_ratio} times the upload's size of "
+            f"{self.upload_bytes} bytes (SIMGAN_MAX_ARCHIVE_RATIO); this looks like a decompression bomb",
         )
 
     def declare(self, total: int) -> None:

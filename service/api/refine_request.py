@@ -10,6 +10,7 @@ resolves the model between them, so a bad model name is answered before any imag
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ from models.session import RefinerSession
 from service.api.schemas import RefinedImage, RefineRequest, RefineResponse
 
 PNG = "image/png"
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?", re.ASCII)
+"""RFC 9110's qvalue; `str.isdigit` would take '²', which float() then refuses."""
 MULTIPART_FIELDS = ("image", "annotations", "model")
 
 
@@ -176,10 +179,10 @@ def wants_png(accept: str, count: int) -> bool:
     ranked = []
     for position, item in enumerate(accept.split(",")):
         media, *params = (piece.strip() for piece in item.split(";"))
-        q = next(
-            (float(p[2:]) for p in params if p.startswith("q=") and p[2:].replace(".", "", 1).isdigit()), 1.0
-        )
-        ranked.append((-q, position, media.lower()))
+        weights = [p for p in params if p[:2].lower() == "q="]
+        if weights and not _QVALUE.fullmatch(weights[0][2:]):
+            return False  # a malformed Accept header is treated as absent (RFC 9110 12.5.1): JSON
+        ranked.append((-float(weights[0][2:]) if weights else -1.0, position, media.lower()))
     offered = [
         media for _, _, media in sorted(ranked) if media in (PNG, "image/*", "application/json", "*/*")
     ]

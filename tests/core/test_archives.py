@@ -129,7 +129,7 @@ def test_upload_refuses_archive_that_expands_far_beyond_its_size(
     assert len(data) < 5_000
     error = refusal(store_with(tmp_path, max_ratio=10, ratio_free_bytes=10_000), filename, data)
     assert error.status_code == 413
-    assert "zip bomb" in error.detail
+    assert "decompression bomb" in error.detail
 
 
 def test_upload_refuses_zip_whose_headers_understate_a_member(tmp_path: Path) -> None:
@@ -142,6 +142,65 @@ def test_upload_refuses_zip_whose_headers_understate_a_member(tmp_path: Path) ->
     error = refusal(store_with(tmp_path), "eyes.zip", bytes(data))
     assert error.status_code == 400
     assert "archive member 'padding.npy' is corrupt" in error.detail
+
+
+BLANK_MEGAPIXEL = image_file(np.zeros((1024, 1024, 1), np.uint8))
+"""A blank 1024x1024 grayscale PNG: about 1 KB that decodes to 1 MiB."""
+
+
+@pytest.mark.parametrize(("filename", "pack"), [("blank.zip", zip_file), ("blank.tar.gz", tar_file)])
+def test_upload_refuses_archive_of_small_pngs_that_decode_to_far_more_than_its_size(
+    tmp_path: Path, filename: str, pack: object
+) -> None:
+    # 1000 blank megapixel PNGs: a few hundred KB that would decode to 1000 MiB. The guard counts
+    # each image's pixels from its header before decoding it, so refusal comes after 64 MiB.
+    members = {f"{i:04d}.png": BLANK_MEGAPIXEL for i in range(1000)}
+    data = pack(members) if pack is zip_file else tar_file(members, "gz")  # type: ignore[operator]
+    assert len(data) < 1_500_000
+    error = refusal(store_with(tmp_path), filename, data)
+    assert error.status_code == 413
+    assert "the archive's images decode to more than 100 times" in error.detail
+    assert "SIMGAN_MAX_ARCHIVE_RATIO" in error.detail
+
+
+def test_upload_refuses_gzipped_h5_that_decodes_to_far_more_than_its_size(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with h5py.File(out, "w") as file:
+        file.create_dataset(
+            "images", data=np.zeros((100, 1024, 1024), np.uint8), compression="gzip", chunks=(1, 1024, 1024)
+        )
+    assert len(out.getvalue()) < 1_000_000  # 100 MiB of pixels
+    error = refusal(store_with(tmp_path), "blank.h5", out.getvalue())
+    assert error.status_code == 413
+    assert "the .h5 file's datasets decode to more than 100 times" in error.detail
+
+
+def test_upload_refuses_h5_whose_chunks_are_declared_far_larger_than_its_data(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with h5py.File(out, "w") as file:
+        images = file.create_dataset(
+            "images",
+            shape=(2, 8, 8),
+            maxshape=(None, 8, 8),
+            chunks=(100_000, 8, 8),
+            dtype="uint8",
+            compression="gzip",
+        )
+        images[:] = 1
+    assert len(out.getvalue()) < 100_000  # one 6.4 MB chunk, gzipped
+    error = refusal(store_with(tmp_path, ratio_free_bytes=1_000_000), "chunky.h5", out.getvalue())
+    assert error.status_code == 413
+    assert "chunks of (100000, 8, 8) values" in error.detail
+
+
+def test_h5_side_datasets_count_against_the_decode_budget(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with h5py.File(out, "w") as file:
+        file.create_dataset("images", data=np.ones((4, 8, 8), np.uint8))
+        file.create_dataset("look_vec", data=np.zeros((4, 64), np.float64), compression="gzip")
+    limits = {"ratio_free_bytes": 4 * 8 * 8 + 100, "max_ratio": 0}
+    error = refusal(store_with(tmp_path, **limits), "eyes.h5", out.getvalue())
+    assert error.status_code == 413
 
 
 def test_budget_stops_reading_once_the_limit_is_passed_whatever_headers_said() -> None:
