@@ -10,6 +10,7 @@ SIMGAN_HOME/
     checkpoint.pt
     artifacts/samples.png, artifacts/loss_curves.png
   redis/                   the private Redis of `simgan serve` (append-only file)
+    url                    its URL while it runs (`simgan status`, `rq info --url "$(cat ...)"`)
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ MODELS_DIR = "models"
 DATA_DIR = "data"
 JOBS_DIR = "jobs"
 RESULTS_DIR = "results"
+REDIS_DIR = "redis"
+REDIS_URL_NAME = "url"
 
 STATE_USERS: dict[str, tuple[str, ...]] = {
     MODELS_DIR: ("serve", "worker refine", "worker train"),

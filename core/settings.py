@@ -25,6 +25,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SIMGAN_REDIS_URL", "REDIS_URL"),
         description="External Redis (also read from REDIS_URL). Unset: `simgan serve` starts a private one.",
     )
+    redis_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the private Redis of `simgan serve`; 0: the one it had last time if free, "
+        "else any free one. Its URL is written to HOME/redis/url.",
+    )
 
     # --- HTTP
     host: str = Field("127.0.0.1", description="Address `simgan serve` binds.")

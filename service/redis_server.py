@@ -11,8 +11,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
+
+from core.files import atomic_write_bytes
+from core.layout import REDIS_URL_NAME
 
 
 def redis_server_binary() -> Path:
@@ -101,3 +105,38 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def url_file(directory: Path) -> Path:
+    """Where `simgan serve` writes its private Redis's URL (directory: HOME/redis)."""
+    return Path(directory) / REDIS_URL_NAME
+
+
+def read_url(directory: Path) -> str | None:
+    path = url_file(directory)
+    return path.read_text().strip() or None if path.is_file() else None
+
+
+def write_url(directory: Path, url: str) -> None:
+    """Written 0600: the URL may carry the server's password."""
+    atomic_write_bytes(url_file(directory), url.encode())
+    url_file(directory).chmod(0o600)
+
+
+def stable_port(directory: Path, configured: int = 0) -> int:
+    """`configured` if set; else the port the last URL in `directory` named when it is free again
+    (so `rq info --url` and dashboards keep working across restarts); else any free port."""
+    if configured:
+        return configured
+    last = read_url(directory)
+    port = urlsplit(last).port if last else None
+    if port:
+        with socket.socket() as s:
+            # As redis-server binds: a port in TIME_WAIT from the last run's connections is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                pass
+    return free_port()

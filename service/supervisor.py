@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from core.layout import REDIS_DIR
 from core.settings import Settings
 from jobs.queue import QUEUES
-from service.redis_server import EmbeddedRedis, pid_alive
+from service.redis_server import EmbeddedRedis, pid_alive, stable_port, write_url
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,10 @@ class Supervisor:
     def start(self) -> None:
         env = dict(os.environ)
         if not self.settings.redis_url:
-            self.redis = EmbeddedRedis(self.settings.home / "redis").start()
+            directory = self.settings.home / REDIS_DIR
+            port = stable_port(directory, self.settings.redis_port)
+            self.redis = EmbeddedRedis(directory, port=port).start()
+            write_url(directory, self.redis.url)
             env["REDIS_URL"] = self.redis.url
             log.info("started a private Redis at %s (data in %s)", self.redis.url, self.redis.directory)
         for child in self.children:
@@ -202,7 +206,7 @@ class Supervisor:
         for child in self.children:
             child.kill()
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.stop()  # its URL file stays: the next start takes the same port if it can
             log.info("stopped the private Redis")
 
     @staticmethod

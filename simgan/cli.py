@@ -20,11 +20,12 @@ from simgan.commands import (
     models,
     serve,
     simulate,
+    status,
     train,
     worker,
 )
 
-VERBS = (simulate, train, export, models, serve, worker, evaluate, bench, bundle_default)
+VERBS = (simulate, train, export, models, serve, status, worker, evaluate, bench, bundle_default)
 """Every verb, in the order `simgan --help` lists them."""
 
 

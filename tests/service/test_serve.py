@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import signal
+import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,3 +78,52 @@ def test_serve_with_redis_url_starts_only_the_api_and_uses_that_redis(
     import redis
 
     assert redis.Redis.from_url(redis_url).llen("rq:queue:train") == 1  # queued for workers elsewhere
+
+
+def _stop(serve: Any) -> None:
+    serve.send_signal(signal.SIGTERM)
+    try:
+        serve.wait(60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+
+@pytest.mark.slow
+def test_the_private_redis_url_is_written_under_home_kept_across_restarts_and_shown_by_status(
+    tmp_path: Path, serve_log: Path
+) -> None:
+    home = tmp_path / "home"
+    env = serve_env(home)
+    port = free_port()
+    serve = start_serve(env, port, serve_log)
+    try:
+        wait_until_up(serve, f"http://127.0.0.1:{port}", children=4)
+        url_file = home / "redis" / "url"
+        first_url = url_file.read_text()
+        status = subprocess.run(
+            [sys.executable, "-m", "simgan.cli", "status"], env=env, capture_output=True, text=True
+        )
+    finally:
+        _stop(serve)
+
+    assert stat.S_IMODE(url_file.stat().st_mode) == 0o600
+    assert status.returncode == 0, status.stderr
+    assert f"redis: {first_url}" in status.stdout
+    assert f'rq info --url "$(cat {url_file})"' in status.stdout
+    assert "queue train: 0 queued, 0 running, 0 failed" in status.stdout
+    assert "workers: 2" in status.stdout
+    assert "model: none published yet" in status.stdout or "model: v1" in status.stdout
+
+    stopped = subprocess.run(
+        [sys.executable, "-m", "simgan.cli", "status"], env=env, capture_output=True, text=True
+    )
+    assert stopped.returncode == 1
+    assert "does not answer: is `simgan serve` running?" in stopped.stdout
+
+    serve = start_serve(env, port, serve_log)
+    try:
+        wait_until_up(serve, f"http://127.0.0.1:{port}", children=4)
+        assert url_file.read_text() == first_url  # the same port: `rq info --url` keeps working
+    finally:
+        _stop(serve)
