@@ -27,12 +27,17 @@ LEGACY_VALUES: dict[str, Any] = {
     "ema_decay": 0.0,
     "activate": "always",
     "refiner_residual": False,
+    "noise_channels": 0,
 }
 """Keys added after a run may have started, with the value such a run trained with: a saved config
 (a checkpoint's, a queued job's) that lacks one means this value, not today's default."""
 
 HISTORY_PER_BATCH = 100
 """history_size defaults to this many batches of refined images (SIMGAN.md: B = 100 x batch size)."""
+
+
+MAX_NOISE_CHANNELS = 16
+"""More noise channels than this only slow R's first conv: a few already give every pixel its own draw."""
 
 
 class ConfigError(ValueError):
@@ -97,6 +102,11 @@ class TrainConfig:
     refiner_kernel: int = 3
     # R(x) = clip(x + f(x)), starting as the exact identity (trainer/networks.py); false: tanh(f(x)).
     refiner_residual: bool = True
+    # Channels of per-pixel standard normal noise R takes beside the image (a stochastic refiner), for
+    # data whose real side has per-image texture or sensor noise that no deterministic map can
+    # produce. The published model then takes a seed: the same image with the same seed gives the
+    # same output (models/noise.py). 0 = deterministic.
+    noise_channels: int = 0
     # A checkpoint costs a few MB and well under a second; every 250 steps loses at most ~2 minutes on CPU.
     checkpoint_every: int = 250
     seed: int = 0
@@ -164,6 +174,7 @@ _INT_KEYS = (
     "refiner_kernel",
     "checkpoint_every",
     "seed",
+    "noise_channels",
 )
 _POSITIVE_INT_KEYS = (
     "steps",
@@ -175,7 +186,7 @@ _POSITIVE_INT_KEYS = (
     "refiner_kernel",
     "checkpoint_every",
 )
-_NON_NEGATIVE_INT_KEYS = ("pretrain_refiner_steps", "pretrain_discriminator_steps", "seed")
+_NON_NEGATIVE_INT_KEYS = ("pretrain_refiner_steps", "pretrain_discriminator_steps", "seed", "noise_channels")
 _FLOAT_KEYS = (
     "refiner_lr",
     "discriminator_lr",
@@ -248,6 +259,9 @@ def _problems(config: dict[str, Any]) -> list[str]:
         value = config[key]
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
             problems.append(f"{key} must be a number in [0, 1), got {value!r}")
+    noise = config["noise_channels"]
+    if isinstance(noise, int) and noise > MAX_NOISE_CHANNELS:
+        problems.append(f"noise_channels must be at most {MAX_NOISE_CHANNELS}, got {noise}")
     kernel = config["refiner_kernel"]
     if isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 0:
         problems.append(f"refiner_kernel must be odd (same padding keeps the image size), got {kernel}")

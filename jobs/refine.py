@@ -22,11 +22,15 @@ from core.settings import get_settings
 from jobs import counters
 from jobs.context import JobContext
 from models import Registry
+from models.noise import DEFAULT_SEED
 from models.session import load_refiner
 
 
-def run_refine_job(dataset: str, model: str) -> dict[str, Any] | Retry:
-    """Refine every image of stored dataset `dataset` with model version `model`; returns a summary."""
+def run_refine_job(dataset: str, model: str, seed: int = DEFAULT_SEED) -> dict[str, Any] | Retry:
+    """Refine every image of stored dataset `dataset` with model version `model`; returns a summary.
+
+    A stochastic model draws each image's noise from `seed` and the image (models/noise.py), so a
+    retried or resumed job and POST /refine with the same seed give the same pixels."""
     settings = get_settings()
     with JobContext.current(settings) as job:
         store = DatasetStore(settings.data_path)
@@ -48,7 +52,9 @@ def run_refine_job(dataset: str, model: str) -> dict[str, Any] | Retry:
                     archive.close()
                     partial.unlink(missing_ok=True)
                     return {"canceled": True, "images": start} if job.cancel_requested else job.retry_later()
-                refined = refiner.refine(np.ascontiguousarray(images[start : start + batch]))  # (b, H, W, C)
+                refined = refiner.refine(
+                    np.ascontiguousarray(images[start : start + batch]), seed
+                )  # (b, H, W, C)
                 for name, pixels in zip(names[start : start + batch], refined, strict=True):
                     archive.writestr(name, encode_png(pixels))
                 done = start + len(refined)
@@ -66,4 +72,4 @@ def run_refine_job(dataset: str, model: str) -> dict[str, Any] | Retry:
         os.replace(partial, target)
         if job.job is not None:
             counters.count_images(job.job.connection, refiner.version, total)
-        return {"model_version": refiner.version, "images": total, "result": str(target)}
+        return {"model_version": refiner.version, "images": total, "seed": seed, "result": str(target)}

@@ -30,6 +30,10 @@ class IOSpec:
         "x / 127.5 - 1 -> refiner (output in [-1, 1]) -> round((y + 1) * 127.5) clipped to [0, 255]"
     )
     dynamic_axes: tuple[str, ...] = ("N", "H", "W")
+    # A stochastic refiner's second input: (N, H, W, noise_channels) float32 standard normal noise,
+    # drawn by the caller from a seed and the image (models/noise.py). 0 = deterministic, one input.
+    noise_channels: int = 0
+    noise_name: str = "noise"
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,16 @@ class ModelCard:
     def channels(self) -> int:
         return self.io.channels
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the graph takes per-image noise beside the image (same image + same seed = same output)."""
+        return self.io.noise_channels > 0
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["io"]["value_range"] = list(self.io.value_range)
         data["io"]["dynamic_axes"] = list(self.io.dynamic_axes)
+        data["stochastic"] = self.stochastic  # derived from io, written for people reading the card
         return data
 
     def to_json(self) -> str:

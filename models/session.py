@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from core.settings import Settings
 from models.card import ModelCard
+from models.noise import DEFAULT_SEED, batch_noise
 from models.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ class RefinerSession:
         self.provider: str = self._session.get_providers()[0]
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
+        if card.stochastic and card.io.noise_name not in inputs:
+            raise RefinerError(
+                f"model {card.version}: its card says it takes noise ('{card.io.noise_name}') but the "
+                f"graph's inputs are {inputs}"
+            )
         if card.io.input_name not in inputs or card.io.output_name not in outputs:
             raise RefinerError(
                 f"model {card.version}: the graph's inputs {inputs} / outputs {outputs} do not include the "
@@ -111,14 +117,34 @@ class RefinerSession:
             )
         self._input, self._output = card.io.input_name, card.io.output_name
 
-    def refine(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, C) -> refined uint8 (N, H, W, C)."""
+    @property
+    def stochastic(self) -> bool:
+        return self.card.stochastic
+
+    def noise(self, images: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray | None:
+        """The (N, H, W, k) noise a stochastic model gets for these images and seed; None otherwise."""
+        return batch_noise(images, self.card.io.noise_channels, seed) if self.stochastic else None
+
+    def refine(
+        self, images: np.ndarray, seed: int = DEFAULT_SEED, noise: np.ndarray | None = None
+    ) -> np.ndarray:
+        """uint8 (N, H, W, C) -> refined uint8 (N, H, W, C).
+
+        A stochastic model also takes noise: `noise` when given (a caller that cuts images into
+        tiles draws it for the whole image), else drawn from `seed` and each image's pixels, so the
+        same image with the same seed gives the same output in any batch. Deterministic models
+        ignore both.
+        """
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != self.channels:
             raise ValueError(
                 f"model {self.version} takes uint8 (N, H, W, {self.channels}) images, "
                 f"got {images.dtype} {images.shape}"
             )
-        (refined,) = self._session.run([self._output], {self._input: images})
+        feeds: dict[str, np.ndarray] = {self._input: images}
+        if self.stochastic:
+            k = self.card.io.noise_channels
+            feeds[self.card.io.noise_name] = batch_noise(images, k, seed) if noise is None else noise
+        (refined,) = self._session.run([self._output], feeds)
         return np.asarray(refined)
 
     def warm_up(self) -> None:

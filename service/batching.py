@@ -20,10 +20,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.noise import DEFAULT_SEED
 from models.session import RefinerSession
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def _refine_batch(refiner: RefinerSession, stacked: np.ndarray, seeds: list[int]) -> np.ndarray:
+    """One model call on (B, H, W, C) images from requests that may each have their own seed."""
+    if not refiner.stochastic:
+        return refiner.refine(stacked)
+    noise = np.concatenate([refiner.noise(stacked[i : i + 1], seed) for i, seed in enumerate(seeds)])
+    return refiner.refine(stacked, noise=noise)
+
 
 GroupKey = tuple[str, int, int, int]
 """(model version, H, W, C)"""
@@ -50,6 +60,7 @@ class _Waiting:
     image: np.ndarray  # (H, W, C) uint8
     future: asyncio.Future[np.ndarray]
     since: float = field(default=0.0)
+    seed: int = DEFAULT_SEED  # a stochastic model's noise comes from it and the image (models/noise.py)
 
 
 class Batcher:
@@ -85,14 +96,18 @@ class Batcher:
         self._waiting = 0
         self._executor.shutdown(wait=True)
 
-    async def refine(self, refiner: RefinerSession, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Refine uint8 (H, W, C) images with `refiner`; results in the same order."""
+    async def refine(
+        self, refiner: RefinerSession, images: list[np.ndarray], seed: int = DEFAULT_SEED
+    ) -> list[np.ndarray]:
+        """Refine uint8 (H, W, C) images with `refiner`; results in the same order. Images of other
+        requests may share the model call: a stochastic model's noise depends on each image and its
+        request's `seed` only, never on the batch."""
         if self._waiting + len(images) > self.queue_size:
             retry_after = max(1, math.ceil(self.max_delay_s * 2))
             raise QueueFull(self._waiting, len(images), self.queue_size, retry_after)
         loop = asyncio.get_running_loop()
         now = loop.time()
-        items = [_Waiting(refiner, image, loop.create_future(), now) for image in images]
+        items = [_Waiting(refiner, image, loop.create_future(), now, seed) for image in images]
         for item in items:
             height, width, channels = item.image.shape
             self._groups.setdefault((refiner.version, height, width, channels), deque()).append(item)
@@ -135,9 +150,10 @@ class Batcher:
     async def _call_model(self, batch: list[_Waiting]) -> None:
         refiner = batch[0].refiner
         stacked = np.stack([item.image for item in batch])  # (B, H, W, C)
+        seeds = [item.seed for item in batch]
         try:
             refined = await asyncio.get_running_loop().run_in_executor(
-                self._executor, refiner.refine, stacked
+                self._executor, _refine_batch, refiner, stacked, seeds
             )
         except Exception as exc:
             log.exception("model %s failed on a batch of %d", refiner.version, len(batch))

@@ -278,3 +278,18 @@ def tiny_config(**overrides: object) -> Any:
 def tiny_images(seed: int, count: int = 16, channels: int = 1) -> np.ndarray:
     """Random uint8 (count, 12, 16, channels) images."""
     return np.random.default_rng(seed).integers(0, 256, size=(count, 12, 16, channels), dtype=np.uint8)
+
+
+def publish_stochastic_refiner(registry: Registry, channels: int = 1, noise_channels: int = 2) -> ModelCard:
+    """A real untrained refiner that takes `noise_channels` of noise beside the image, published.
+
+    Not residual: its random weights already make the output depend on the noise."""
+    import torch
+
+    from trainer.export import publish_refiner
+    from trainer.networks import RefinerConfig, build_refiner
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        refiner = build_refiner(RefinerConfig(channels, width=8, blocks=1, noise_channels=noise_channels))
+    return publish_refiner(refiner, channels, registry, notes="untrained stochastic test refiner")

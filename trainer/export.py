@@ -67,23 +67,37 @@ class ExportError(RuntimeError):
 
 
 class Uint8Refiner(nn.Module):
-    """Export-only wrapper: (N, H, W, C) uint8 pixels in, the same shape of uint8 pixels out."""
+    """Export-only wrapper: (N, H, W, C) uint8 pixels in, the same shape of uint8 pixels out.
+
+    A stochastic refiner's graph takes a second input, (N, H, W, k) float32 noise (models/noise.py).
+    """
 
     def __init__(self, refiner: nn.Module) -> None:
         super().__init__()
         self.refiner = refiner
 
-    def forward(self, image: Tensor) -> Tensor:
+    def forward(self, image: Tensor, noise: Tensor | None = None) -> Tensor:
         x = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, C, H, W) in [-1, 1]
-        y = self.refiner(x)  # (N, C, H, W) in (-1, 1)
+        # y: (N, C, H, W) in (-1, 1); noise (N, H, W, k) goes in as (N, k, H, W)
+        y = self.refiner(x) if noise is None else self.refiner(x, noise.permute(0, 3, 1, 2))
         pixels = torch.round((y + 1.0) * 127.5).clamp(0.0, 255.0).to(torch.uint8)
         return pixels.permute(0, 2, 3, 1)  # (N, H, W, C) uint8
+
+
+def noise_channels_of(refiner: nn.Module) -> int:
+    """How many noise channels `refiner` takes beside its image (0 for a deterministic one)."""
+    config = getattr(refiner, "config", None)
+    return int(getattr(config, "noise_channels", 0))
 
 
 def export_onnx(refiner: nn.Module, channels: int, path: Path) -> Uint8Refiner:
     """Write `refiner` wrapped in `Uint8Refiner` to `path`; returns the wrapper (on CPU, eval mode)."""
     wrapper = Uint8Refiner(copy.deepcopy(refiner).float().cpu().eval()).eval()
-    example = torch.zeros((1, *PARITY_SIZES[0], channels), dtype=torch.uint8)
+    k = noise_channels_of(refiner)
+    image = torch.zeros((1, *PARITY_SIZES[0], channels), dtype=torch.uint8)
+    example: tuple[Tensor, ...] = (image,) if k == 0 else (image, torch.zeros((1, *PARITY_SIZES[0], k)))
+    names = ["image"] if k == 0 else ["image", "noise"]
+    axes = {name: {0: "N", 1: "H", 2: "W"} for name in [*names, "refined"]}
     # The TorchScript exporter (dynamo=False) takes 0.2 s where the dynamo one takes 4 s and needs
     # onnxscript. It announces its deprecation; pyproject filters that for tests, and this keeps
     # it out of users' terminals.
@@ -95,31 +109,40 @@ def export_onnx(refiner: nn.Module, channels: int, path: Path) -> Uint8Refiner:
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         torch.onnx.export(
             wrapper,
-            (example,),
+            example,
             str(path),
             dynamo=False,
             opset_version=ONNX_OPSET,
-            input_names=["image"],
+            input_names=names,
             output_names=["refined"],
-            dynamic_axes={"image": {0: "N", 1: "H", 2: "W"}, "refined": {0: "N", 1: "H", 2: "W"}},
+            dynamic_axes=axes,
         )
     return wrapper
 
 
-def parity_error(wrapper: nn.Module, path: Path, channels: int, seed: int = 0) -> float:
-    """Max abs difference in pixel levels between onnxruntime (CPU) and torch on random images."""
+def parity_error(
+    wrapper: nn.Module, path: Path, channels: int, seed: int = 0, noise_channels: int = 0
+) -> float:
+    """Max abs difference in pixel levels between onnxruntime (CPU) and torch on random images
+    (and, for a stochastic refiner, the noise models/noise.py draws for them)."""
     import onnxruntime as ort
+
+    from models.noise import batch_noise
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
     for height, width in PARITY_SIZES:
         image = rng.integers(0, 256, size=(PARITY_BATCH, height, width, channels), dtype=np.uint8)
-        (onnx_out,) = session.run(["refined"], {"image": image})
+        inputs = {"image": image}
+        if noise_channels:
+            inputs["noise"] = batch_noise(image, noise_channels, seed)
+        (onnx_out,) = session.run(["refined"], inputs)
         if onnx_out.shape != image.shape or onnx_out.dtype != np.uint8:
             raise ExportError(f"ONNX output is {onnx_out.dtype}{onnx_out.shape}, expected uint8{image.shape}")
         with torch.no_grad():
-            torch_out = wrapper(torch.from_numpy(image)).numpy()
+            torch_inputs = [torch.from_numpy(array) for array in inputs.values()]
+            torch_out = wrapper(*torch_inputs).numpy()
         diff = np.abs(onnx_out.astype(np.int16) - torch_out.astype(np.int16)).max()
         worst = max(worst, float(diff))
     return worst
@@ -140,7 +163,8 @@ def publish_refiner(refiner: nn.Module, channels: int, registry: Registry, **car
     with tempfile.TemporaryDirectory(prefix="simgan-export-") as tmp:
         path = Path(tmp) / "model.onnx"
         wrapper = export_onnx(refiner, channels, path)
-        error = parity_error(wrapper, path, channels)
+        noise_channels = noise_channels_of(refiner)
+        error = parity_error(wrapper, path, channels, noise_channels=noise_channels)
         if error > MAX_PARITY_ERROR:
             raise ExportError(
                 f"onnxruntime output differs from torch by {error:g} pixel levels "
@@ -149,7 +173,7 @@ def publish_refiner(refiner: nn.Module, channels: int, registry: Registry, **car
         card_fields.setdefault("producer", _producer())
         notes = card_fields.pop("notes", "")
         card = ModelCard(
-            io=IOSpec(channels=channels),
+            io=IOSpec(channels=channels, noise_channels=noise_channels),
             onnx_sha256="",
             onnx_opset=ONNX_OPSET,
             parity_max_abs_error=error,

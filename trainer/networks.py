@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 ALLOWED_CHANNELS = (1, 3)
@@ -29,6 +30,10 @@ class RefinerConfig:
     # the run starts from "change nothing" exactly instead of a pretrained approximation of it (which
     # blurred one-pixel strokes of 8x8 glyphs). False: the paper's tanh(f(x)).
     residual: bool = False
+    # Channels of standard normal noise concatenated to the image at R's input (PixelDA's noise
+    # vector, per pixel here): R can then draw per-image texture or sensor noise that no
+    # deterministic map of the image can produce. 0 = deterministic, the paper's R.
+    noise_channels: int = 0
 
 
 PATCH_SIZES = (3, 7, 15, 23)
@@ -94,7 +99,9 @@ class Refiner(nn.Module):
     def __init__(self, cfg: RefinerConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.stem = nn.Sequential(_same_conv(cfg.channels, cfg.width, cfg.kernel), nn.ReLU())
+        self.stem = nn.Sequential(
+            _same_conv(cfg.channels + cfg.noise_channels, cfg.width, cfg.kernel), nn.ReLU()
+        )
         self.blocks = nn.Sequential(*(ResnetBlock(cfg.width, cfg.kernel) for _ in range(cfg.blocks)))
         self.head = nn.Conv2d(cfg.width, cfg.channels, 1)
         if cfg.residual:
@@ -102,9 +109,16 @@ class Refiner(nn.Module):
             assert self.head.bias is not None  # nn.Conv2d has one by default
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        # (B, C, H, W) in [-1, 1] -> (B, C, H, W) in [-1, 1]
-        change = self.head(self.blocks(self.stem(x)))
+    def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
+        # (B, C, H, W) in [-1, 1], noise (B, noise_channels, H, W) -> (B, C, H, W) in [-1, 1]
+        if self.config.noise_channels:
+            if noise is None:
+                k = self.config.noise_channels
+                raise ValueError(f"this refiner takes {k} noise channel(s) beside its input")
+            features = self.stem(torch.cat([x, noise.to(x.dtype)], dim=1))
+        else:
+            features = self.stem(x)
+        change = self.head(self.blocks(features))
         if self.config.residual:
             return (x + change).clamp(-1.0, 1.0)
         return change.tanh()
@@ -152,6 +166,8 @@ class Discriminator(nn.Module):
 def build_refiner(cfg: RefinerConfig) -> Refiner:
     _check_channels(cfg.channels)
     _check_positive(width=cfg.width, blocks=cfg.blocks, kernel=cfg.kernel)
+    if not isinstance(cfg.noise_channels, int) or cfg.noise_channels < 0:
+        raise ValueError(f"noise_channels must be a non-negative integer, got {cfg.noise_channels!r}")
     if cfg.kernel % 2 == 0:
         raise ValueError(f"kernel must be odd so that same padding keeps the image size, got {cfg.kernel}")
     return Refiner(cfg)

@@ -80,6 +80,7 @@ class SimGAN:
             config.refiner_blocks,
             config.refiner_kernel,
             config.refiner_residual,
+            config.noise_channels,
         )
         self.refiner = prepare_module(build_refiner(self.refiner_config), device)
         _, height, width = self.synthetic.shape
@@ -136,12 +137,22 @@ class SimGAN:
         noise = torch.randn(images.shape, generator=self.generator).to(self.device, images.dtype)
         return images + sigma * noise
 
+    def refine(self, synthetic: torch.Tensor) -> torch.Tensor:
+        """R of (B, C, H, W) images; a stochastic R (noise_channels > 0) also gets (B, k, H, W) noise,
+        drawn from the run's generator so that a resumed run draws the same noise."""
+        k = self.refiner_config.noise_channels
+        if k == 0:
+            return self.refiner(synthetic)
+        b, _, h, w = synthetic.shape
+        noise = torch.randn((b, k, h, w), generator=self.generator).to(self.device, synthetic.dtype)
+        return self.refiner(synthetic, noise)
+
     def refiner_step(self, adversarial: bool = True) -> dict[str, float]:
         """One R update: fool D (frozen) while staying close to the synthetic input."""
         synthetic = self.synthetic.batch(self.config.batch_size, self.generator)  # (B, C, H, W)
         _set_requires_grad(self.discriminator, False)
         with autocast(self.device):
-            refined = self.refiner(synthetic)
+            refined = self.refine(synthetic)
             regularization = self_regularization_loss(refined, synthetic, self.config.regularization_space)
             if not adversarial:
                 loss = regularization  # pretraining: learn to reproduce the input
@@ -183,7 +194,7 @@ class SimGAN:
         half = batch // 2
         with torch.no_grad(), autocast(self.device):
             # Refined without a graph: D's loss must not reach R.
-            fresh = self.refiner(self.synthetic.batch(batch, self.generator)).float()  # (B, C, H, W)
+            fresh = self.refine(self.synthetic.batch(batch, self.generator)).float()  # (B, C, H, W)
         if len(self.history) >= half:
             refined = torch.cat([fresh[: batch - half], self.history.sample(half, self.generator)])
         else:

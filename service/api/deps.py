@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from core.datasets import DatasetStore
 from core.errors import ClientError
 from core.limits import Limits
 from core.settings import Settings
 from jobs import queue
+from models.noise import MAX_SEED
 from models.registry import Registry
 from service.batching import Batcher
 from service.metrics import Metrics
@@ -94,3 +95,13 @@ def dataset_write_guard(request: Request, settings: SettingsDep) -> None:
 
 DatasetWriteGuard = Depends(dataset_write_guard)
 """For `dependencies=[DatasetWriteGuard]` of the dataset routes that write."""
+
+SeedQuery = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of a stochastic model's per-image noise (default 0): the same image with the "
+        "same seed gives the same output. Deterministic models ignore it.",
+    ),
+]

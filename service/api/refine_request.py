@@ -199,11 +199,15 @@ def wants_png(accept: str, count: int) -> bool:
     )
 
 
-def refine_response(version: str, images: list[np.ndarray], annotations: list[Any]) -> RefineResponse:
+def refine_response(
+    refiner: RefinerSession, images: list[np.ndarray], annotations: list[Any], seed: int
+) -> RefineResponse:
     """The JSON answer: each refined image as base64 PNG with its annotations (PNG encoding is
     CPU-bound: call it in a thread)."""
     return RefineResponse(
-        model=version,
+        model=refiner.version,
+        stochastic=refiner.stochastic,
+        seed=seed,
         images=[
             RefinedImage(
                 data=encode_base64(encode_png(image)),

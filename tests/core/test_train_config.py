@@ -13,7 +13,14 @@ DESIGN_KEYS = (
     *("pretrain_discriminator_steps", "refiner_channels", "refiner_blocks", "refiner_kernel"),
     *("checkpoint_every", "seed", "device", "evaluate", "instance_noise", "activate"),
 )
-ADDED_KEYS = ("reg_budget", "discriminator_patch", "discriminator_norm", "ema_decay", "refiner_residual")
+ADDED_KEYS = (
+    "reg_budget",
+    "discriminator_patch",
+    "discriminator_norm",
+    "ema_decay",
+    "refiner_residual",
+    "noise_channels",
+)
 """Keys beyond DESIGN.md's list (README, "Training"; bench/results/quality_investigation.md says why)."""
 
 

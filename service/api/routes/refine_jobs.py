@@ -26,7 +26,10 @@ def create_refine_job(
 ) -> RefineJobPublic:
     card = checks.check_refine_job(store, registry, body.dataset, body.model)
     job = queue.enqueue(
-        connection, settings, queue.REFINE_QUEUE, {"dataset": body.dataset, "model": card.version}
+        connection,
+        settings,
+        queue.REFINE_QUEUE,
+        {"dataset": body.dataset, "model": card.version, "seed": body.seed},
     )
     return RefineJobPublic.of(job)
 

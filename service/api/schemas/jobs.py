@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from jobs.queue import JobRecord, JobState
+from models.noise import MAX_SEED
 
 
 # ------------------------------------------------------------------ training jobs
@@ -135,6 +136,13 @@ class TrainJobList(BaseModel):
 class RefineJobCreate(BaseModel):
     dataset: str = Field(description="Id of a stored dataset.")
     model: str | None = Field(None, description="Model version (`v3`, `latest`); default the active one.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of a stochastic model's per-image noise: the same image with the same seed "
+        "gives the same output here and in POST /refine. Deterministic models ignore it.",
+    )
 
     model_config = {"json_schema_extra": {"examples": [{"dataset": "3f2a...", "model": "latest"}]}}
 
@@ -150,6 +158,7 @@ class RefineJobPublic(BaseModel):
     status: JobState
     dataset: str
     model: str = Field(description="The version refining this dataset (resolved when the job was queued).")
+    seed: int = Field(0, description="The seed of a stochastic model's noise.")
     progress: RefineProgress | None = None
     result: str | None = Field(None, description="Path of the result zip on this API, once succeeded.")
     error: str | None = None
@@ -165,6 +174,7 @@ class RefineJobPublic(BaseModel):
             status=job.state,
             dataset=job.kwargs.get("dataset", ""),
             model=job.kwargs.get("model", ""),
+            seed=job.kwargs.get("seed", 0),
             progress=RefineProgress.model_validate(job.progress) if job.progress else None,
             result=f"/refine-jobs/{job.id}/result" if done else None,
             error=job.error,

@@ -45,6 +45,10 @@ class RefinedImage(BaseModel):
 
 class RefineResponse(BaseModel):
     model: str = Field(description="Version of the refiner that made these images.")
+    stochastic: bool = Field(
+        False, description="Whether that model draws per-image noise (then `seed` decides the noise)."
+    )
+    seed: int = Field(0, description="The request's seed: the same image and seed give the same output.")
     images: list[RefinedImage]
 
     model_config = {
