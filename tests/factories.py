@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -293,3 +293,21 @@ def publish_stochastic_refiner(registry: Registry, channels: int = 1, noise_chan
         torch.manual_seed(0)
         refiner = build_refiner(RefinerConfig(channels, width=8, blocks=1, noise_channels=noise_channels))
     return publish_refiner(refiner, channels, registry, notes="untrained stochastic test refiner")
+
+
+def kill_serve(process: Any) -> None:
+    """SIGKILL a `start_serve` process that is still running, and every process it started: a test
+    that failed half-way must not leave a Redis, an API or workers behind on the shared machine."""
+    import os
+    import signal
+
+    from service.supervisor import descendants
+
+    if process.poll() is not None:
+        return
+    family = descendants(process.pid)
+    process.kill()
+    process.wait(30)
+    for pid in family:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -23,6 +23,7 @@ from service.supervisor import descendants
 from tests.factories import (
     TINY_TRAIN_CONFIG,
     image_file,
+    kill_serve,
     random_images,
     serve_env,
     start_serve,
@@ -55,8 +56,7 @@ def test_simulate_train_serve_refine_and_bulk_refine_over_http(tmp_path: Path) -
         serve.send_signal(signal.SIGINT)
         assert serve.wait(60) == 0
     finally:
-        if serve.poll() is None:
-            serve.kill()
+        kill_serve(serve)
         print((tmp_path / "serve.log").read_text())  # shown by pytest when the test failed
     assert [pid for pid in family if pid_alive(pid)] == []
 

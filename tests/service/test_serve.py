@@ -15,7 +15,7 @@ import pytest
 
 from service.redis_server import free_port, pid_alive
 from service.supervisor import descendants
-from tests.factories import serve_env, start_serve, wait_until_up
+from tests.factories import kill_serve, serve_env, start_serve, wait_until_up
 
 
 @pytest.fixture
@@ -41,8 +41,7 @@ def test_serve_starts_redis_workers_and_api_and_stopping_it_leaves_no_process_be
         serve.send_signal(stop_signal)
         code = serve.wait(60)
     finally:
-        if serve.poll() is None:
-            serve.kill()
+        kill_serve(serve)
 
     assert jobs.status_code == 200
     assert code == 0
@@ -70,8 +69,7 @@ def test_serve_with_redis_url_starts_only_the_api_and_uses_that_redis(
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(60)
     finally:
-        if serve.poll() is None:
-            serve.kill()
+        kill_serve(serve)
 
     assert created.status_code == 202
     assert code == 0
@@ -85,8 +83,7 @@ def _stop(serve: Any) -> None:
     try:
         serve.wait(60)
     finally:
-        if serve.poll() is None:
-            serve.kill()
+        kill_serve(serve)
 
 
 @pytest.mark.slow
