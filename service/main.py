@@ -17,6 +17,7 @@ from core.images import allow_pixels
 from core.settings import Settings, get_settings
 from jobs import counters, queue
 from models.registry import Registry
+from service.api import openapi
 from service.api.errors import install_error_handlers
 from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
 from service.api.routes import models as model_routes  # not the models/ package
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.reloader = reloader
     install_error_handlers(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(refine.router)
     app.include_router(model_routes.router)

@@ -7,9 +7,12 @@ status); the others are the lower layers' own exceptions, each with the status i
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from core.errors import ClientError
 from jobs.queue import JobAlreadyFinished, JobNotFound, RedisUnavailable
@@ -69,6 +72,31 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, describe_validation(exc))
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists at this path (HEAD with GET). Starlette's 405 names
+    only the first route matching the path, but GET /datasets and POST /datasets are two routes."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations if method.upper() in _METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+        detail = f"{request.method} is not served at {request.url.path}; use {headers['Allow']}"
+        return problem(405, detail, headers)
+    return problem(exc.status_code, str(exc.detail), headers or None)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this answer, so the server logs the traceback once.
     return problem(500, f"the service failed on this request ({type(exc).__name__}); see the service log")
@@ -88,4 +116,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JobAlreadyFinished, _conflict)
     app.add_exception_handler(RedisUnavailable, _unavailable)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

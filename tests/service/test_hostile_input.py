@@ -6,13 +6,19 @@ from __future__ import annotations
 import base64
 import io
 import json
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 import pytest
 
 from core.annotations import MAX_JSON_DEPTH
+from core.settings import Settings
+from service.main import create_app
 from tests.factories import image_file, random_images
+
+if TYPE_CHECKING:
+    from tests.service.conftest import Serve
 
 pytestmark = pytest.mark.anyio
 
@@ -73,3 +79,34 @@ async def test_a_well_formed_accept_header_with_weights_is_still_honoured(client
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/datasets", "GET, HEAD, POST"),
+        ("PUT", "/datasets/abc", "DELETE, GET, HEAD"),
+        ("DELETE", "/train-jobs", "GET, HEAD, POST"),
+    ],
+)
+async def test_a_method_not_served_is_a_405_whose_allow_lists_every_method_of_the_path(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert f"use {allow}" in response.json()["detail"]
+
+
+async def test_the_openapi_document_describes_validation_errors_as_the_problem_body_sent(
+    jobs_settings: Settings, serve: Serve
+) -> None:
+    async with serve(create_app(jobs_settings)) as client:
+        document = (await client.get("/openapi.json")).json()
+        response = await client.get("/train-jobs", params={"limit": 0})
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    listing = document["paths"]["/train-jobs"]["get"]["responses"]["422"]
+    assert listing["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert "400" in document["paths"]["/train-jobs"]["post"]["responses"]
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], str)
