@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     # --- HTTP
     host: str = Field("127.0.0.1", description="Address `simgan serve` binds.")
     port: int = Field(8000, description="Port `simgan serve` binds.")
+    api_processes: int = Field(
+        1,
+        ge=1,
+        description="API processes `simgan serve` starts on its port, each with its own model and "
+        "batcher; with more than one and `SIMGAN_INTRA_OP_THREADS` 0, each gets the CPU cores divided "
+        'among them. README "Speed" says when more than one pays.',
+    )
 
     # --- /refine limits
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Largest /refine request body.")

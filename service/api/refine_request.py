@@ -1,22 +1,31 @@
-"""The wire format of POST /refine: reading the body (multipart or JSON), decoding its images,
-choosing PNG or JSON from Accept, and building the JSON answer.
+"""The wire format of POST /refine: reading the body (multipart, JSON or one raw image file),
+decoding its images, choosing PNG or JSON from Accept, and building the JSON answer.
 
 The body is read by hand rather than through FastAPI's File/Form parameters so that one
 route takes both content types and every limit is ours: Content-Length is checked before
 reading and the byte count while reading; the multipart parser gets our part limits.
 Reading and decoding are two steps because a request's model is named in its body: the route
 resolves the model between them, so a bad model name is answered before any image is decoded.
+
+The raw form is the lean one: the body is the image file itself (Content-Type image/png,
+image/jpeg, application/x-npy or application/octet-stream), the model and annotations ride in
+the query string (`?model=v3&annotations=...`) or the `X-Annotations` header, and nothing is
+parsed but the image. Small images (PNG headers say how small before anything is decoded) are
+decoded and encoded on the event loop: for them a hop to a worker thread and back costs more
+than the work.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import Request
+import orjson
+from fastapi import Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -26,12 +35,19 @@ from core.errors import ClientError
 from core.images import decode_base64, decode_image, encode_base64, encode_png
 from core.settings import Settings
 from models.session import RefinerSession
-from service.api.schemas import RefinedImage, RefineRequest, RefineResponse
+from service.api.schemas import RefineRequest
 
 PNG = "image/png"
 _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?", re.ASCII)
 """RFC 9110's qvalue; `str.isdigit` would take '²', which float() then refuses."""
 MULTIPART_FIELDS = ("image", "annotations", "model")
+RAW_TYPES = (PNG, "image/jpeg", "application/x-npy", "application/octet-stream")
+"""Content-Types of the raw form: the body is one image file (its bytes say which kind)."""
+RAW_QUERY = ("model", "annotations", "seed")
+ANNOTATIONS_HEADER = "x-annotations"
+INLINE_PIXELS = 128 * 128
+"""Images up to this many pixels (all of a request's together) are decoded and encoded on the
+event loop, without a thread hop: well under a millisecond of work."""
 
 
 @dataclass
@@ -52,8 +68,12 @@ async def read_refine_request(request: Request, settings: Settings) -> RefineInp
         return await _read_multipart(request, settings)
     if content_type == "application/json" or content_type.endswith("+json"):
         return await _read_json(request, settings)
+    if content_type in RAW_TYPES:
+        return await _read_raw(request, settings)
     raise ClientError(
-        415, f"Content-Type '{content_type}' is not accepted; send multipart/form-data or application/json"
+        415,
+        f"Content-Type '{content_type}' is not accepted; send multipart/form-data, application/json, "
+        f"or one image file as the body ({', '.join(RAW_TYPES)})",
     )
 
 
@@ -147,6 +167,28 @@ async def _read_json(request: Request, settings: Settings) -> RefineInput:
     return RefineInput(files, labels, [image.annotations for image in parsed.images], parsed.model or None)
 
 
+async def _read_raw(request: Request, settings: Settings) -> RefineInput:
+    unknown = sorted(set(request.query_params) - set(RAW_QUERY))
+    if unknown:
+        raise ClientError(422, f"unknown query parameter(s) {unknown}; send 'model' and 'annotations'")
+    body = b"".join([chunk async for chunk in _limited_stream(request, settings.max_request_bytes)])
+    if not body:
+        raise ClientError(400, "the request body is empty; send the bytes of one PNG, JPEG or .npy file")
+    query, header = request.query_params.get("annotations"), request.headers.get(ANNOTATIONS_HEADER)
+    if query is not None and header is not None:
+        raise ClientError(422, "send annotations once: in the query string or in X-Annotations, not both")
+    text = query if query is not None else header
+    annotation = None
+    if text is not None:
+        # The one image's own annotation, whatever its JSON type (a list is not split across images).
+        try:
+            annotation = loads_json(text)
+        except ValueError as exc:
+            raise ClientError(422, f"annotations is not valid JSON ({exc}); send one JSON value") from exc
+    model = request.query_params.get("model") or None
+    return RefineInput([body], ["the request body"], [annotation], model)
+
+
 def _explain(exc: ValueError) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
@@ -154,6 +196,17 @@ def _explain(exc: ValueError) -> str:
 
 
 # ---------------------------------------------------------------- decoding
+def is_small(refine_input: RefineInput) -> bool:
+    """True when every file is a PNG whose header (read, not decoded) says the request holds at most
+    INLINE_PIXELS pixels in all: cheap enough to decode on the event loop."""
+    pixels = 0
+    for data in refine_input.files:
+        if len(data) < 24 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+            return False
+        pixels += int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
+    return pixels <= INLINE_PIXELS
+
+
 def decode_images(refine_input: RefineInput, refiner: RefinerSession, max_pixels: int) -> list[np.ndarray]:
     """Decode every file to uint8 (H, W, C) and check its channels against the model (CPU-bound:
     call it in a thread)."""
@@ -200,22 +253,46 @@ def wants_png(accept: str, count: int) -> bool:
 
 
 def refine_response(
-    refiner: RefinerSession, images: list[np.ndarray], annotations: list[Any], seed: int
-) -> RefineResponse:
-    """The JSON answer: each refined image as base64 PNG with its annotations (PNG encoding is
-    CPU-bound: call it in a thread)."""
-    return RefineResponse(
-        model=refiner.version,
-        stochastic=refiner.stochastic,
-        seed=seed,
-        images=[
-            RefinedImage(
-                data=encode_base64(encode_png(image)),
-                width=image.shape[1],
-                height=image.shape[0],
-                channels=image.shape[2],
-                annotations=annotation,
-            )
+    refiner: RefinerSession,
+    images: list[np.ndarray],
+    annotations: list[Any],
+    seed: int,
+    headers: dict[str, str],
+) -> Response:
+    """The JSON answer (RefineResponse): each refined image as base64 PNG with its annotations
+    (PNG encoding is CPU-bound: call it in a thread unless the images are small).
+
+    Written straight to bytes rather than through the response model: FastAPI would validate
+    the model it was just given and encode it again."""
+    answer = {
+        "model": refiner.version,
+        "stochastic": refiner.stochastic,
+        "seed": seed,
+        "images": [
+            {
+                "data": encode_base64(encode_png(image)),
+                "width": image.shape[1],
+                "height": image.shape[0],
+                "channels": image.shape[2],
+                "annotations": annotation,
+            }
             for image, annotation in zip(images, annotations, strict=True)
         ],
-    )
+    }
+    return Response(dumps_json(answer), media_type="application/json", headers=headers)
+
+
+def dumps_json(value: Any) -> bytes:
+    """UTF-8 JSON, key order kept: orjson (several times faster than json on these answers), or json
+    for what orjson refuses (integers past 64 bits, which annotations may hold)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def png_response(image: np.ndarray, annotation: Any, headers: dict[str, str]) -> Response:
+    """The PNG answer to one image; its annotation (when one was sent) in X-Annotations as ASCII JSON."""
+    if annotation is not None:
+        headers["X-Annotations"] = json.dumps(annotation, separators=(",", ":"))
+    return Response(encode_png(image), media_type=PNG, headers=headers)

@@ -7,6 +7,7 @@ from typing import Any
 
 from core.datasets import KINDS
 from core.limits import ACCEPTED
+from service.api.refine_request import RAW_TYPES
 from service.api.schemas import Problem, RefineRequest, RefineResponse
 
 Responses = dict[int | str, dict[str, Any]]
@@ -34,7 +35,8 @@ REFINE_PROBLEMS: Responses = {
         404: "The named model version does not exist",
         406: "Accept: image/png with more than one image",
         413: "Over a limit: request bytes, pixels per image or images per request",
-        415: "Not PNG, JPEG or .npy; or alpha, 16-bit or another unsupported pixel format",
+        415: "Another Content-Type; not PNG, JPEG or .npy; or alpha, 16-bit or another unsupported "
+        "pixel format",
         422: "Wrong channel count for the model, bad annotations JSON or a malformed request",
         503: "No model loaded yet, or the refine queue is full (see Retry-After)",
     }.items()
@@ -43,7 +45,8 @@ REFINE_RESPONSES: Responses = {
     200: {
         "model": RefineResponse,
         "description": "Refined images as JSON; with `Accept: image/png` and one image, the PNG itself "
-        "(model version in the `X-Model-Version` header).",
+        "(model version in the `X-Model-Version` header, the annotations sent, if any, in "
+        "`X-Annotations`).",
         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
     },
     **REFINE_PROBLEMS,
@@ -93,8 +96,43 @@ REFINE_REQUEST_BODY: dict[str, Any] = {
             }
         },
         "application/json": {"schema": _inline(RefineRequest.model_json_schema())},
+        **{
+            media: {
+                "schema": {"type": "string", "format": "binary", "contentMediaType": media},
+                "description": "Raw form: the body is one image file (PNG, JPEG or .npy, 8-bit "
+                "grayscale or RGB); model and annotations in the query string or X-Annotations.",
+            }
+            for media in RAW_TYPES
+        },
     },
 }
+
+REFINE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Raw form only: model version; default the active one.",
+    },
+    {
+        "name": "annotations",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Raw form only: the image's annotations as JSON (URL-encoded), returned exactly "
+        "as sent.",
+    },
+    {
+        "name": "X-Annotations",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Raw form only, instead of the query parameter: the image's annotations as "
+        "ASCII JSON.",
+    },
+]
+"""What the raw form of POST /refine reads besides its body (the other forms carry these in it)."""
 
 # -------------------------------------------------------------- POST /datasets
 DATASET_UPLOAD_BODY: dict[str, Any] = {

@@ -222,10 +222,10 @@ async def test_refine_rejects_multipart_without_image_or_with_unknown_fields(
 
 
 async def test_refine_rejects_other_content_types(client: httpx.AsyncClient) -> None:
-    response = await client.post("/refine", content=image_file(GRAY), headers={"Content-Type": "image/png"})
+    response = await client.post("/refine", content=b"a text", headers={"Content-Type": "text/plain"})
 
     assert response.status_code == 415
-    assert "multipart/form-data or application/json" in response.json()["detail"]
+    assert "multipart/form-data, application/json, or one image file" in response.json()["detail"]
 
 
 async def test_refine_with_accept_png_and_several_images_is_406(client: httpx.AsyncClient) -> None:
