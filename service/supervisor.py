@@ -102,28 +102,31 @@ class Child:
             self.process.wait()
 
 
+def api_environment(settings: Settings) -> dict[str, str]:
+    """What the API processes get on top of this environment: with several of them and onnxruntime's
+    default threads (one per core each), the cores divided among them, so that they do not all
+    fight over every core at once."""
+    if settings.api_processes > 1 and settings.intra_op_threads == 0:
+        share = max(1, (os.cpu_count() or 1) // settings.api_processes)
+        return {"SIMGAN_INTRA_OP_THREADS": str(share)}
+    return {}
+
+
+def api_argv(settings: Settings, host: str, port: int) -> list[str]:
+    """uvicorn serving the app factory with `api_processes` processes on one port."""
+    argv = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+    argv += ["--host", host, "--port", str(port), "--log-level", settings.log_level.lower()]
+    if settings.api_processes > 1:
+        argv += ["--workers", str(settings.api_processes)]
+    return argv
+
+
 class Supervisor:
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
         self.redis: EmbeddedRedis | None = None
         python = sys.executable
-        level = settings.log_level.lower()
-        self.api = Child(
-            "api",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "service.main:create_app",
-                "--factory",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--log-level",
-                level,
-            ],
-        )
+        self.api = Child("api", api_argv(settings, host, port))
         self.workers = [
             Child(f"{queue} worker", [python, "-m", "simgan.cli", "worker", "--queues", queue])
             for queue in QUEUES
@@ -150,7 +153,8 @@ class Supervisor:
             write_url(directory, self.redis.url)
             env["REDIS_URL"] = self.redis.url
             log.info("started a private Redis at %s (data in %s)", self.redis.url, self.redis.directory)
-        for child in self.children:
+        self.api.start({**env, **api_environment(self.settings)})
+        for child in self.workers:
             child.start(env)
         self._env = env
 

@@ -45,8 +45,18 @@ def run(args: argparse.Namespace) -> int:
         # found: a no-op one makes a requested stop exit with 0 rather than die of the signal.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: None)
+        import os
+
+        from service.supervisor import api_environment
+
+        os.environ.update(api_environment(settings))  # read by each API process's own Settings
         uvicorn.run(
-            "service.main:create_app", factory=True, host=host, port=port, log_level=settings.log_level
+            "service.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            workers=settings.api_processes,
         )
         return 0
 
