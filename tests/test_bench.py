@@ -12,7 +12,7 @@ from simgan.cli import main
 
 def test_bench_refine_reports_medians_and_spreads_against_its_baselines(tmp_path: Path) -> None:
     args = ["bench", "refine", "--repeats", "2", "--images", "4", "--requests", "4", "--clients", "2"]
-    assert main([*args, "--out", str(tmp_path)]) == 0
+    assert main([*args, "--http", "", "--out", str(tmp_path)]) == 0  # HTTP: tests/test_bench_http.py
 
     report = json.loads((tmp_path / "refine.json").read_text())
     engine = report["engine_images_per_second"]

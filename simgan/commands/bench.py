@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simgan.benchmarks import refine
+from simgan.benchmarks import http, refine
 from simgan.benchmarks.stats import cell, spread
 from simgan.commands.train import add_config_argument
 
@@ -315,9 +315,30 @@ def _run_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_refine(benches: argparse._SubParsersAction) -> None:
+    """`simgan bench refine`: the engine figures (simgan.benchmarks.refine), then the HTTP ones
+    (simgan.benchmarks.http), in one run."""
+    refine.register(benches)
+    parser = benches.choices["refine"]
+    http.add_arguments(parser)
+    engine = parser.get_default("run")
+
+    def run_both(args: argparse.Namespace) -> int:
+        code: int = engine(args)
+        if code == 0:
+            options = [f"--{k}={v}" for k, v in sorted(vars(args).items()) if k in ENGINE_OPTIONS]
+            http.run(args, shlex.join(["simgan", "bench", "refine", *options, *http.http_command(args)]))
+        return code
+
+    parser.set_defaults(run=run_both)
+
+
+ENGINE_OPTIONS = ("height", "width", "out")
+"""The engine bench's options the HTTP half uses too (named in its command line)."""
+
 BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "quality": register_quality,
-    "refine": refine.register,
+    "refine": register_refine,
 }
 """Benchmark name -> function adding its subcommand (which sets `run`)."""
 
