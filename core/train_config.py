@@ -1,4 +1,8 @@
-"""The training configuration: exactly the config keys of DESIGN.md, with defaults and checks.
+"""The training configuration: every key with its type, default, range and a one-line description.
+
+The frozen dataclass `TrainConfig` below is the ONE source: the trainer reads it, and from its fields
+(`key(...)` metadata) come the checks here, the pydantic model in OpenAPI (`config_model()`), the
+`simgan train --help` list (`config_help()`) and the README table (`config_table()`).
 
 Torch-free: the service validates train-job configs with it before anything is queued.
 Values may arrive as strings (CLI `--config key=value`); `TrainConfig.from_overrides` coerces them.
@@ -6,18 +10,15 @@ Values may arrive as strings (CLI `--config key=value`); `TrainConfig.from_overr
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "optimizer": ("adam", "sgd"),
-    "regularization_space": ("identity", "channel_mean"),
-    "device": ("auto", "cpu", "cuda"),
-    "discriminator_norm": ("spectral", "none"),
-    "activate": ("if_improved", "always", "never"),
-}
-"""Keys whose value must be one of a few names."""
+if TYPE_CHECKING:
+    import pydantic
 
 LEGACY_VALUES: dict[str, Any] = {
     "instance_noise": 0.0,
@@ -44,79 +45,108 @@ class ConfigError(ValueError):
     """A training config with unknown keys or bad values; the message names every one of them."""
 
 
+def key(default: Any, description: str, **bounds: float) -> Any:
+    """A config field: its default, the one line every document shows, and its range (ge, gt, lt, le)."""
+    return field(default=default, metadata={"description": description, **bounds})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    # Algorithm 1 iterations after pretraining (each: kg refiner updates, then kd D updates).
     # 1000 is about 8 minutes on 2 CPU cores at the defaults below.
-    steps: int = 1000
-    # Images per update. The paper uses 512 with SGD; 32 keeps a CPU step under half a second.
-    batch_size: int = 32
+    steps: int = key(
+        1000, "Adversarial iterations after pretraining (each: kg R updates, then kd D updates).", ge=1
+    )
+    # The paper uses 512 with SGD; 32 keeps a CPU step under half a second. At least 2: each D step
+    # takes half fresh, half history images.
+    batch_size: int = key(
+        32, "Images per update (each D step: half fresh refined, half from the history).", ge=2
+    )
     # Adam's usual GAN rate (with betas 0.5, 0.999); for optimizer=sgd the paper's 1e-3 is a better start.
-    refiner_lr: float = 2e-4
-    discriminator_lr: float = 2e-4
+    refiner_lr: float = key(2e-4, "Refiner learning rate (Adam, betas 0.5, 0.999; with sgd try 1e-3).", gt=0)
+    discriminator_lr: float = key(2e-4, "Discriminator learning rate.", gt=0)
     # Most reimplementations use Adam and it needs no tuning of momentum; sgd follows the paper.
-    optimizer: str = "adam"
-    # Weight of the self-regularisation L1, taken as the MEAN over pixels and channels of
-    # |psi(R(x)) - psi(x)| in [-1, 1] units (so it is independent of image size), against the mean
-    # per-patch cross-entropy (about 0.69 at balance). On the eye simulator after 400 steps: 0.5 moved
-    # pixels by 32 levels on average and drew ghost contours; 1.0 by 20 (matching the real set's
-    # brightness); 2.0 by 10. Lower it for stronger refinement. A lambda L for a sum-normalised L1
-    # (summed over the H * W * C values of an image) corresponds to L * H * W * C here.
-    lambda_reg: float = 1.0
-    # How far R may move an image: the mean |psi(R(x)) - psi(x)| may use at most this multiple of the
-    # pixel distance between the two domains (the 1-Wasserstein distance of their pixel values, floored
-    # at 5% of the synthetic images' mean absolute deviation). lambda_reg is then only the starting
-    # weight: it is adapted every step (dual ascent) so the refiner spends its budget and no more, which
-    # means the same on 8x8 and 224x224 images, high- and low-contrast ones. 0 = the paper's fixed lambda.
-    reg_budget: float = 2.0
-    # psi: identity for grayscale eyes (the paper's choice); channel_mean for colour or depth images.
-    regularization_space: str = "identity"
-    # Refined images kept for D (history buffer); None means HISTORY_PER_BATCH x batch_size (the paper's B).
-    history_size: int | None = None
-    # Std of Gaussian noise added to every image D sees, real and refined alike, in [-1, 1] units
-    # ("instance noise"). It hides fine texture and sensor noise that a deterministic refiner cannot
-    # produce, so D's gradient stops rewarding artefacts that imitate them. 0 = the paper's D. On the
-    # eye simulator 0.25 took the median downstream gap closed from -0.11 / -0.09 to 0.81 / 0.69
-    # (gap 0.5 / 1.0, 3 seeds; bench/results/quality.md against quality_no_instance_noise.md).
-    instance_noise: float = 0.25
-    # D's patch (receptive field) as a share of the image's shorter side, at most the paper's 23 pixels,
-    # so D stays local on small images too (23x23 covers all of an 8x8 image). 0 = the paper's 23 px.
-    discriminator_patch: float = 0.5
-    # Spectral normalisation of D's convs keeps D's gradients bounded, so R is not thrown around by an
-    # overconfident D; none = the paper's D.
-    discriminator_norm: str = "spectral"
-    # Exponential moving average of R's weights, which is what checkpoints are scored on and what is
-    # exported: it smooths the oscillation of adversarial training. 0 = the raw weights.
-    ema_decay: float = 0.99
-    # Refiner and discriminator updates per iteration; the paper's default ratio (Kg=2, Kd=1).
-    kg: int = 2
-    kd: int = 1
+    optimizer: Literal["adam", "sgd"] = key("adam", "Optimizer of both networks; sgd follows the paper.")
+    # The L1 is the MEAN over pixels and channels of |psi(R(x)) - psi(x)| in [-1, 1] units (so it is
+    # independent of image size), against the mean per-patch cross-entropy (about 0.69 at balance). On
+    # the eye simulator after 400 steps: 0.5 moved pixels by 32 levels on average and drew ghost
+    # contours; 1.0 by 20 (matching the real set's brightness); 2.0 by 10. A lambda L for a
+    # sum-normalised L1 corresponds to L * H * W * C here.
+    lambda_reg: float = key(
+        1.0,
+        "Self-regularisation weight (mean L1 of psi(R(x)) - psi(x)); the start value when reg_budget > 0.",
+        ge=0,
+    )
+    # The 1-Wasserstein distance of the domains' pixel values, floored at 5% of the synthetic images'
+    # mean absolute deviation. lambda_reg is adapted every step (dual ascent) so the refiner spends its
+    # budget and no more, which means the same on 8x8 and 224x224, high- and low-contrast images.
+    reg_budget: float = key(
+        2.0,
+        "How far R may move an image, in multiples of the domains' pixel distance; 0 = fixed lambda_reg.",
+        ge=0,
+    )
+    regularization_space: Literal["identity", "channel_mean"] = key(
+        "identity",
+        "psi of the self-regularisation: identity (grayscale eyes) or channel_mean (colour, depth).",
+    )
+    history_size: int | None = key(
+        None, "Refined images kept for D (the paper's B); null = 100 x batch_size.", ge=1
+    )
+    # Instance noise hides fine texture and sensor noise that a deterministic refiner cannot produce,
+    # so D's gradient stops rewarding artefacts that imitate them. On the eye simulator 0.25 took the
+    # median downstream gap closed from -0.11 / -0.09 to 0.81 / 0.69 (gap 0.5 / 1.0, 3 seeds;
+    # bench/results/quality.md against quality_no_instance_noise.md).
+    instance_noise: float = key(
+        0.25, "Std of Gaussian noise added to every image D sees ([-1, 1] units); 0 = the paper's D.", ge=0
+    )
+    # At most the paper's 23 pixels, so D stays local on small images too (23x23 covers an 8x8 image).
+    discriminator_patch: float = key(
+        0.5,
+        "D's patch as a share of the image's shorter side (at most 23 px); 0 = the paper's 23 px.",
+        ge=0,
+        lt=1,
+    )
+    # Bounded gradients: R is not thrown around by an overconfident D.
+    discriminator_norm: Literal["spectral", "none"] = key(
+        "spectral", "Spectral normalisation of D's convs; none = the paper's D."
+    )
+    # What checkpoints are scored on and what is exported: it smooths adversarial oscillation.
+    ema_decay: float = key(
+        0.99, "Moving average of R's weights that is scored and exported; 0 = raw weights.", ge=0, lt=1
+    )
+    kg: int = key(2, "Refiner updates per iteration (the paper's Kg).", ge=1)
+    kd: int = key(1, "Discriminator updates per iteration (the paper's Kd).", ge=1)
     # The paper pretrains R for 1000 steps and D for 200; R learns near-identity long before 1000 at
     # Adam's rate, and these shorter phases keep a CPU run to minutes.
-    pretrain_refiner_steps: int = 200
-    pretrain_discriminator_steps: int = 50
-    # Refiner width, ResNet blocks and kernel. The paper's eye refiner is 64/4/3; width 32 is ~3.5x
-    # faster on CPU and ample for 55x35 eyes. Set refiner_channels=64 to reproduce the paper.
-    refiner_channels: int = 32
-    refiner_blocks: int = 4
-    refiner_kernel: int = 3
-    # R(x) = clip(x + f(x)), starting as the exact identity (trainer/networks.py); false: tanh(f(x)).
-    refiner_residual: bool = True
-    # Channels of per-pixel standard normal noise R takes beside the image (a stochastic refiner), for
-    # data whose real side has per-image texture or sensor noise that no deterministic map can
+    pretrain_refiner_steps: int = key(200, "Refiner pretraining steps (self-regularisation only).", ge=0)
+    pretrain_discriminator_steps: int = key(50, "Discriminator pretraining steps.", ge=0)
+    # The paper's eye refiner is 64/4/3; width 32 is ~3.5x faster on CPU and ample for 55x35 eyes.
+    refiner_channels: int = key(32, "Refiner width (the paper's eye refiner: 64).", ge=1)
+    refiner_blocks: int = key(4, "Refiner ResNet blocks.", ge=1)
+    refiner_kernel: int = key(3, "Refiner conv kernel size (odd).", ge=1)
+    # R starts as the exact identity (trainer/networks.py); the paper's tanh output is only approximated
+    # by pretraining (it blurred one-pixel strokes).
+    refiner_residual: bool = key(True, "R(x) = clip(x + f(x)), starting as the identity; false = tanh(f(x)).")
+    # For data whose real side has per-image texture or sensor noise that no deterministic map can
     # produce. The published model then takes a seed: the same image with the same seed gives the
-    # same output (models/noise.py). 0 = deterministic.
-    noise_channels: int = 0
+    # same output (models/noise.py).
+    noise_channels: int = key(
+        0,
+        "Channels of per-pixel noise R takes beside the image (a stochastic refiner); 0 = deterministic.",
+        ge=0,
+        le=MAX_NOISE_CHANNELS,
+    )
     # A checkpoint costs a few MB and well under a second; every 250 steps loses at most ~2 minutes on CPU.
-    checkpoint_every: int = 250
-    seed: int = 0
-    # auto: CUDA when available (with bf16 autocast and channels_last), else CPU.
-    device: str = "auto"
-    # Run the evaluation (realism, label preservation) after training and record it in the model card.
-    evaluate: bool = False
-    # Whether the published model becomes the one the service refines with: if_improved (only when the
-    # job's verdict is `improved`), always, or never (activate it by hand: POST /models/{v}/activate).
-    activate: str = "if_improved"
+    checkpoint_every: int = key(250, "Steps between checkpoints (each is also scored and drawn).", ge=1)
+    seed: int = key(0, "Seed of data sampling, initialisation and the history buffer.", ge=0)
+    device: Literal["auto", "cpu", "cuda"] = key(
+        "auto", "auto: CUDA when available (bf16 autocast, channels_last), else CPU."
+    )
+    evaluate: bool = key(
+        False, "Evaluate the published model at the end (realism, downstream gap) into its card."
+    )
+    activate: Literal["if_improved", "always", "never"] = key(
+        "if_improved", "Serve the new model by itself: if_improved (verdict improved), always, or never."
+    )
 
     def __post_init__(self) -> None:
         problems = _problems(asdict(self))
@@ -130,17 +160,13 @@ class TrainConfig:
         """The defaults with `mapping` applied; values may be strings ("true", "64", "1e-4")."""
         mapping = dict(mapping or {})
         unknown = sorted(set(mapping) - set(CONFIG_KEYS))
-        problems = []
-        if unknown:
-            problems.append(
-                f"unknown config key(s): {', '.join(unknown)} (known keys: {', '.join(CONFIG_KEYS)})"
-            )
+        problems = [unknown_key_message(unknown)] if unknown else []
         values: dict[str, Any] = {}
-        for key, raw in mapping.items():
-            if key in unknown:
+        for name, raw in mapping.items():
+            if name in unknown:
                 continue
             try:
-                values[key] = _coerce(key, raw)
+                values[name] = _coerce(name, raw)
             except ValueError as exc:
                 problems.append(str(exc))
         if problems:
@@ -160,116 +186,191 @@ class TrainConfig:
 
 
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
+_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
+_META: dict[str, Mapping[str, Any]] = {f.name: f.metadata for f in fields(TrainConfig)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)}
 
-_INT_KEYS = (
-    "steps",
-    "batch_size",
-    "history_size",
-    "kg",
-    "kd",
-    "pretrain_refiner_steps",
-    "pretrain_discriminator_steps",
-    "refiner_channels",
-    "refiner_blocks",
-    "refiner_kernel",
-    "checkpoint_every",
-    "seed",
-    "noise_channels",
-)
-_POSITIVE_INT_KEYS = (
-    "steps",
-    "batch_size",
-    "kg",
-    "kd",
-    "refiner_channels",
-    "refiner_blocks",
-    "refiner_kernel",
-    "checkpoint_every",
-)
-_NON_NEGATIVE_INT_KEYS = ("pretrain_refiner_steps", "pretrain_discriminator_steps", "seed", "noise_channels")
-_FLOAT_KEYS = (
-    "refiner_lr",
-    "discriminator_lr",
-    "lambda_reg",
-    "instance_noise",
-    "reg_budget",
-    "discriminator_patch",
-    "ema_decay",
-)
-_BOOL_KEYS = ("evaluate", "refiner_residual")
+CHOICES: dict[str, tuple[str, ...]] = {
+    name: typing.get_args(hint) for name, hint in _TYPES.items() if typing.get_origin(hint) is Literal
+}
+"""Keys whose value must be one of a few names."""
+
+
+def _kind(name: str) -> type:
+    """int, float, bool or str: what a key's value is (int | None counts as int)."""
+    hint = _TYPES[name]
+    if name in CHOICES:
+        return str
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return typing.cast(type, args[0])
+
+
+def nearest_keys(name: str) -> list[str]:
+    """The config keys a typo `name` most likely meant: close spellings, then keys it is a word of."""
+    near = difflib.get_close_matches(name.lower(), CONFIG_KEYS, n=3, cutoff=0.6)
+    words = [k for k in CONFIG_KEYS if name.lower() in k.split("_") and k not in near]
+    return (near + words)[:3]
+
+
+def unknown_key_message(names: list[str]) -> str:
+    """`names` are no config keys: each with the nearest keys, then every key once."""
+    parts = []
+    for name in names:
+        near = nearest_keys(name)
+        parts.append(f"'{name}'" + (f" (did you mean {' or '.join(near)}?)" if near else ""))
+    return f"unknown config key(s): {', '.join(parts)}; known keys: {', '.join(CONFIG_KEYS)}"
+
+
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
-def _coerce(key: str, raw: Any) -> Any:
-    """One value from the CLI or JSON, as the type of `key`; ValueError naming the key otherwise."""
-    if key == "history_size" and raw in (None, "", "auto"):
+def _coerce(name: str, raw: Any) -> Any:
+    """One value from the CLI or JSON, as the type of `name`; ValueError naming the key otherwise."""
+    kind = _kind(name)
+    if name == "history_size" and raw in (None, "", "auto", "null"):
         return None
-    if key in _INT_KEYS:
+    if kind is int:
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-            raise ValueError(f"{key} must be an integer, got {raw!r}")
+            raise ValueError(f"{name} must be an integer, got {raw!r}")
         try:
             return int(raw)
         except (TypeError, ValueError):
-            raise ValueError(f"{key} must be an integer, got {raw!r}") from None
-    if key in _FLOAT_KEYS:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if kind is float:
         if isinstance(raw, bool):
-            raise ValueError(f"{key} must be a number, got {raw!r}")
+            raise ValueError(f"{name} must be a number, got {raw!r}")
         try:
             return float(raw)
         except (TypeError, ValueError):
-            raise ValueError(f"{key} must be a number, got {raw!r}") from None
-    if key in _BOOL_KEYS:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if kind is bool:
         if isinstance(raw, bool):
             return raw
         if str(raw).strip().lower() in _TRUE:
             return True
         if str(raw).strip().lower() in _FALSE:
             return False
-        raise ValueError(f"{key} must be true or false, got {raw!r}")
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
     return str(raw).strip().lower() if isinstance(raw, str) else raw
+
+
+def allowed(name: str) -> str:
+    """What `name` accepts, in words: "a positive integer", "a number in [0, 1)", "adam, sgd"."""
+    if name in CHOICES:
+        return f"one of {', '.join(CHOICES[name])}"
+    kind, meta = _kind(name), _META[name]
+    if kind is bool:
+        return "true or false"
+    noun = "integer" if kind is int else "number"
+    ge, gt, lt, le = meta.get("ge"), meta.get("gt"), meta.get("lt"), meta.get("le")
+    if ge is not None and le is not None:
+        return f"a{'n' if kind is int else ''} {noun} in [{ge:g}, {le:g}]"
+    if ge is not None and lt is not None:
+        return f"a {noun} in [{ge:g}, {lt:g})"
+    if gt == 0 or (kind is int and ge == 1):
+        return f"a positive {noun}"
+    if ge is not None:
+        return f"an {noun} >= {ge:g}" if kind is int else f"a {noun} >= {ge:g}"
+    return f"an {noun}" if kind is int else f"a {noun}"
+
+
+def _fits(name: str, value: Any) -> bool:
+    kind, meta = _kind(name), _META[name]
+    if name in CHOICES:
+        return value in CHOICES[name]
+    if kind is bool:
+        return isinstance(value, bool)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (kind is int and not isinstance(value, int))
+    ):
+        return False
+    if not value < float("inf"):
+        return False
+    return (
+        ("ge" not in meta or value >= meta["ge"])
+        and ("gt" not in meta or value > meta["gt"])
+        and ("lt" not in meta or value < meta["lt"])
+        and ("le" not in meta or value <= meta["le"])
+    )
 
 
 def _problems(config: dict[str, Any]) -> list[str]:
     """Every bad value in `config` (a TrainConfig as a dict), as messages that say what is allowed."""
     problems = []
-    for key in _POSITIVE_INT_KEYS:
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            problems.append(f"{key} must be a positive integer, got {value!r}")
-    for key in _NON_NEGATIVE_INT_KEYS:
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            problems.append(f"{key} must be an integer >= 0, got {value!r}")
-    batch = config["batch_size"]
-    if isinstance(batch, int) and batch == 1:
-        problems.append("batch_size must be at least 2 (each D step takes half fresh, half history images)")
-    history = config["history_size"]
-    if history is not None and (not isinstance(history, int) or isinstance(history, bool) or history < 1):
-        problems.append(f"history_size must be a positive integer, got {history!r}")
-    for key in ("refiner_lr", "discriminator_lr"):
-        value = config[key]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < float("inf"):
-            problems.append(f"{key} must be a positive number, got {value!r}")
-    for key in ("lambda_reg", "instance_noise", "reg_budget"):
-        value = config[key]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
-            problems.append(f"{key} must be a number >= 0, got {value!r}")
-    for key in ("discriminator_patch", "ema_decay"):
-        value = config[key]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
-            problems.append(f"{key} must be a number in [0, 1), got {value!r}")
-    noise = config["noise_channels"]
-    if isinstance(noise, int) and noise > MAX_NOISE_CHANNELS:
-        problems.append(f"noise_channels must be at most {MAX_NOISE_CHANNELS}, got {noise}")
+    for name in CONFIG_KEYS:
+        value = config[name]
+        if name == "history_size" and value is None:
+            continue
+        if name == "batch_size" and value == 1:
+            problems.append(
+                "batch_size must be at least 2 (each D step takes half fresh, half history images)"
+            )
+        elif not _fits(name, value):
+            problems.append(f"{name} must be {allowed(name)}, got {value!r}")
     kernel = config["refiner_kernel"]
     if isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 0:
         problems.append(f"refiner_kernel must be odd (same padding keeps the image size), got {kernel}")
-    for key, choices in CHOICES.items():
-        value = config[key]
-        if value not in choices:
-            problems.append(f"{key} must be one of {', '.join(choices)}, got {value!r}")
-    for key in _BOOL_KEYS:
-        if not isinstance(config[key], bool):
-            problems.append(f"{key} must be true or false, got {config[key]!r}")
     return problems
+
+
+# ------------------------------------------------------------------ documents made from the fields
+
+
+@cache
+def config_model() -> type[pydantic.BaseModel]:
+    """The config as a pydantic model for OpenAPI: every key typed, with its default, range and line.
+
+    Requests are still checked by `TrainConfig.from_overrides` (its messages name the nearest key and
+    say what is allowed); this model is what clients read.
+    """
+    import pydantic  # here: the CLI and the trainer need none of it
+
+    definitions: dict[str, Any] = {}
+    for name in CONFIG_KEYS:
+        bounds = {k: v for k, v in _META[name].items() if k in ("ge", "gt", "lt", "le")}
+        definitions[name] = (
+            _TYPES[name],
+            pydantic.Field(_DEFAULTS[name], description=_META[name]["description"], **bounds),
+        )
+    return pydantic.create_model(
+        "TrainConfig",
+        __config__=pydantic.ConfigDict(extra="forbid", title="TrainConfig"),
+        __doc__="Training config: any subset of these keys; the others keep their defaults.",
+        **definitions,
+    )
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _type_name(name: str) -> str:
+    kind = _kind(name)
+    text = "choice" if name in CHOICES else {int: "integer", float: "number", bool: "boolean"}[kind]
+    return f"{text} or null" if name == "history_size" else text
+
+
+def config_help() -> str:
+    """One line per key for `simgan train --help`."""
+    return "\n".join(
+        f"  {name}={_shown(_DEFAULTS[name])}  ({allowed(name)}) {_META[name]['description']}"
+        for name in CONFIG_KEYS
+    )
+
+
+def config_table() -> str:
+    """The README's table of config keys."""
+    rows = ["| key | type | default | allowed | what it does |", "| --- | --- | --- | --- | --- |"]
+    for name in CONFIG_KEYS:
+        rows.append(
+            f"| `{name}` | {_type_name(name)} | `{_shown(_DEFAULTS[name])}` | {allowed(name)} | "
+            f"{_META[name]['description']} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -48,3 +48,11 @@ def test_make_serve_honours_port_and_simgan_port() -> None:
     # Without PORT, make passes no --port and simgan serve reads SIMGAN_PORT from its settings.
     assert _serve_command(SIMGAN_PORT="8399").endswith("simgan serve")
     assert _serve_command(PORT="8398", SIMGAN_PORT="8399").endswith("--port 8398")
+
+
+def test_readme_config_table_matches_the_train_config() -> None:
+    from core.train_config import config_table
+
+    assert config_table() in README, (
+        "regenerate it: python -c 'from core.train_config import config_table as t; print(t())'"
+    )

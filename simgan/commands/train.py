@@ -22,13 +22,17 @@ if TYPE_CHECKING:  # torch-heavy: imported when a verb runs, so `simgan --help` 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from core.train_config import config_help
+
     parser = subparsers.add_parser(
         "train",
         help="train a refiner on synthetic + real images and publish it",
         description=(
             "Train a refiner (S+U learning) on a synthetic and a real dataset (.npz, .h5, or a stored "
-            "dataset directory) and publish it into the model registry. Config keys: see README."
+            "dataset directory) and publish it into the model registry."
         ),
+        epilog="config keys (--config key=value; default, what it allows, what it does):\n" + config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--synthetic", required=True, type=Path, help="labelled synthetic images")
     parser.add_argument("--real", required=True, type=Path, help="unlabelled real images")

@@ -5,7 +5,14 @@ import sys
 
 import pytest
 
-from core.train_config import CONFIG_KEYS, ConfigError, TrainConfig
+from core.train_config import (
+    CONFIG_KEYS,
+    ConfigError,
+    TrainConfig,
+    config_help,
+    config_model,
+    config_table,
+)
 
 DESIGN_KEYS = (
     *("steps", "batch_size", "refiner_lr", "discriminator_lr", "optimizer", "lambda_reg"),
@@ -45,9 +52,45 @@ def test_history_size_defaults_to_a_hundred_batches() -> None:
     assert TrainConfig.from_overrides({"batch_size": 8, "history_size": "50"}).history_size == 50
 
 
-def test_unknown_config_keys_are_refused_by_name() -> None:
-    with pytest.raises(ConfigError, match="unknown config key\\(s\\): foo, learning_rate"):
-        TrainConfig.from_overrides({"learning_rate": 1e-3, "foo": 1, "steps": 5})
+def test_unknown_config_keys_are_refused_by_name_with_the_nearest_known_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig.from_overrides({"lr": 1e-3, "foo": 1, "stpes": 5, "batchsize": 8})
+    message = str(caught.value)
+    assert message.startswith(
+        "unknown config key(s): 'batchsize' (did you mean batch_size?), 'foo', "
+        "'lr' (did you mean refiner_lr or discriminator_lr?), 'stpes' (did you mean steps?); "
+        "known keys: steps,"
+    )
+    assert message.count("known keys:") == 1
+
+
+def test_the_openapi_model_has_every_key_with_its_type_default_range_and_description() -> None:
+    schema = config_model().model_json_schema()
+
+    assert list(schema["properties"]) == list(CONFIG_KEYS)
+    assert schema["additionalProperties"] is False
+    for name, prop in schema["properties"].items():
+        assert prop["description"], name
+        assert prop["default"] == getattr(TrainConfig, name, None) or name == "history_size"
+    assert schema["properties"]["steps"] | {} == {
+        "default": 1000,
+        "description": schema["properties"]["steps"]["description"],
+        "minimum": 1,
+        "title": "Steps",
+        "type": "integer",
+    }
+    assert schema["properties"]["optimizer"]["enum"] == ["adam", "sgd"]
+    assert schema["properties"]["ema_decay"]["exclusiveMaximum"] == 1
+    assert schema["properties"]["refiner_lr"]["exclusiveMinimum"] == 0
+    assert config_model()(steps=5).model_dump()["steps"] == 5  # a usable model, not only a schema
+
+
+def test_help_and_readme_table_list_every_key_with_what_it_allows() -> None:
+    help_lines, table_rows = config_help().splitlines(), config_table().splitlines()[2:]
+    assert [line.split("=")[0].strip() for line in help_lines] == list(CONFIG_KEYS)
+    assert [row.split("`")[1] for row in table_rows] == list(CONFIG_KEYS)
+    assert "  ema_decay=0.99  (a number in [0, 1)) " in config_help()
+    assert "| `optimizer` | choice | `adam` | one of adam, sgd |" in config_table()
 
 
 def test_every_bad_value_is_named_with_what_is_allowed() -> None:

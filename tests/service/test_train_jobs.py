@@ -264,8 +264,27 @@ def test_train_job_refuses_unknown_config_keys_naming_them(
     response = api.post("/train-jobs", json={**datasets, "config": {"steps": 3, "stepz": 1, "lr": 2}})
 
     assert response.status_code == 422
-    assert "stepz" in response.json()["detail"] and "lr" in response.json()["detail"]
+    assert "'stepz' (did you mean steps?)" in response.json()["detail"]
+    assert "'lr' (did you mean refiner_lr or discriminator_lr?)" in response.json()["detail"]
     assert api.get("/train-jobs").json()["jobs"] == []
+
+
+def test_train_job_refuses_unknown_top_level_fields(api: httpx.Client, datasets: dict[str, str]) -> None:
+    response = api.post("/train-jobs", json={**datasets, "steps": 3})
+
+    assert response.status_code == 422
+    assert "body.steps: Extra inputs are not permitted" in response.json()["detail"]
+    assert api.get("/train-jobs").json()["jobs"] == []
+
+
+def test_openapi_shows_the_train_config_typed(api: httpx.Client) -> None:
+    spec = api.get("/openapi.json").json()
+    config = spec["components"]["schemas"]["TrainJobCreate"]["properties"]["config"]
+
+    assert config["properties"]["batch_size"]["minimum"] == 2
+    assert config["properties"]["device"]["enum"] == ["auto", "cpu", "cuda"]
+    assert config["additionalProperties"] is False
+    assert spec["components"]["schemas"]["TrainJobCreate"]["additionalProperties"] is False
 
 
 def test_train_job_refuses_a_dataset_that_does_not_exist(api: httpx.Client, datasets: dict[str, str]) -> None:

@@ -327,7 +327,10 @@ def test_train_command_refuses_unknown_config_keys_by_name(
     synthetic, real = _npz(tmp_path / "syn.npz", 1), _npz(tmp_path / "real.npz", 2)
     argv = ["train", "--synthetic", str(synthetic), "--real", str(real), "--config", "lr=0.1"]
     assert main(argv) == 2
-    assert "unknown config key(s): lr" in capsys.readouterr().err
+    assert (
+        "unknown config key(s): 'lr' (did you mean refiner_lr or discriminator_lr?)"
+        in capsys.readouterr().err
+    )
     assert Registry(settings.models_path).versions() == []
 
 

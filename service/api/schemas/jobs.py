@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from core.train_config import config_model
 from jobs.queue import JobRecord, JobState
 from models.noise import MAX_SEED
+
+TrainConfigOverrides = Annotated[
+    dict[str, Any],
+    # The typed model for readers of the OpenAPI document; the value itself is checked by
+    # core.train_config (its messages name the nearest key of a typo and what a key allows).
+    WithJsonSchema(config_model().model_json_schema()),
+]
 
 
 # ------------------------------------------------------------------ training jobs
@@ -17,9 +25,10 @@ class TrainJobCreate(BaseModel):
         description="Id of a stored dataset of kind `synthetic` (the simulator's images)."
     )
     real_dataset: str = Field(description="Id of a stored dataset of kind `real` (unlabelled real images).")
-    config: dict[str, Any] = Field(
+    config: TrainConfigOverrides = Field(
         default_factory=dict,
-        description="Training config overrides (DESIGN.md keys); unknown keys are refused.",
+        description="Training config: any subset of the keys below (the others keep their defaults); "
+        "an unknown key is refused with the nearest known ones.",
     )
     real_labeled_dataset: str | None = Field(
         None,
@@ -32,8 +41,9 @@ class TrainJobCreate(BaseModel):
         "predicts from the images; default: gaze.pitch and gaze.yaw.",
     )
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        extra="forbid",  # a misspelt field (`real_datset`) must not be silently ignored
+        json_schema_extra={
             "examples": [
                 {"synthetic_dataset": "3f2a...", "real_dataset": "9c1b...", "config": {"steps": 500}},
                 {
@@ -43,8 +53,8 @@ class TrainJobCreate(BaseModel):
                     "config": {"steps": 2000, "evaluate": True},
                 },
             ]
-        }
-    }
+        },
+    )
 
 
 class TrainProgress(BaseModel):
