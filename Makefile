@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # `make serve PORT=8399` or `SIMGAN_PORT=8399 make serve`; neither: simgan's default, 8000.
 PORT ?=
 
-.PHONY: install serve test lint format bench default-model clean
+.PHONY: install browser serve test lint format bench default-model clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,19 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# The browser of the /docs test (tests/service/test_docs_browser.py): Debian's chromium and its
+# driver. Installed when missing and apt-get can (root); otherwise that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| echo "make: could not install chromium; the browser test will skip"; \
+	else echo "make: no chromium and no apt-get as root; the browser test will skip"; fi
+
 serve: install
 	$(VENV)/bin/simgan serve $(if $(PORT),--port $(PORT))
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -21,6 +21,7 @@ from service.api import openapi
 from service.api.errors import install_error_handlers
 from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
 from service.api.routes import models as model_routes  # not the models/ package
+from service.api.routes.docs import install_docs
 from service.batching import Batcher
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
@@ -87,13 +88,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await batcher.stop()
             await asyncio.to_thread(reloader.stop)
 
-    app = FastAPI(title="simgan", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="simgan",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # install_docs serves them from installed files, not a CDN
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.reloader = reloader
     install_error_handlers(app)
     openapi.install(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(refine.router)
     app.include_router(model_routes.router)

@@ -86,12 +86,19 @@ REFINE_REQUEST_BODY: dict[str, Any] = {
                         },
                         "description": "One or more PNG, JPEG or .npy files (8-bit grayscale or RGB).",
                     },
+                    # Examples that work when executed as shown: Swagger UI sends a field's example,
+                    # and without one it would send the text "string" (not JSON, not a version).
                     "annotations": {
                         "type": "string",
                         "description": "JSON: an object for one image, or a list with one entry per image. "
                         "Returned exactly as sent.",
+                        "example": '{"id": "eye-0001"}',
                     },
-                    "model": {"type": "string", "description": "Model version; default the active one."},
+                    "model": {
+                        "type": "string",
+                        "description": "Model version (`v3`, `latest`, `active`); default the active one.",
+                        "example": "active",
+                    },
                 },
             }
         },

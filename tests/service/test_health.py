@@ -91,6 +91,11 @@ async def test_docs_offer_a_png_upload_and_a_png_answer(client: httpx.AsyncClien
     spec = (await client.get("/openapi.json")).json()
 
     assert docs.status_code == 200
+    assert "/docs-static/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert "default-src 'self'" in docs.headers["content-security-policy"]
+    redoc = await client.get("/redoc")
+    assert "/docs-static/redoc.standalone.js" in redoc.text and "fonts.googleapis" not in redoc.text
+    assert (await client.get("/docs-static/swagger-ui.css")).status_code == 200
     refine = spec["paths"]["/refine"]["post"]
     form = refine["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["image"]["type"] == "array"
