@@ -62,25 +62,42 @@ def _published(registry: Registry, version: Any) -> str | None:
     return version
 
 
+JOB_PHASES = ("queued", "pretraining", "adversarial", "selecting", "exporting", "evaluating")
+"""What a train job's progress.phase says it is doing, in order (evaluating only with config evaluate)."""
+_TRAINER_PHASES = {"pretrain_refiner": "pretraining", "pretrain_discriminator": "pretraining"}
+
+EVALUATION_SECONDS_AT_DEFAULT = 120.0
+"""An evaluation at the default task budget (300 steps) on a shared 2-core CPU: trainer/evaluate.py."""
+
+
 def _hooks(job: JobContext) -> Hooks:
-    """Progress into the job's meta (the last step always), stops from the worker or a cancel."""
+    """Progress into the job's meta (phase changes and the last step always), stops from the worker
+    or a cancel."""
 
     def report(progress: Progress) -> None:
+        phase = _TRAINER_PHASES.get(progress.phase, progress.phase)
+        previous = (job.meta.get("progress") or {}).get("phase")
         job.report(
             {
                 "step": progress.step,
                 "total_steps": progress.total_steps,
-                "phase": progress.phase,
+                "phase": phase,
+                "stage": progress.phase if phase == "pretraining" else None,
                 "losses": progress.losses,
                 "eta_seconds": progress.eta_seconds,
             },
-            force=progress.step == progress.total_steps,
+            force=progress.step in (0, progress.total_steps) or phase != previous,
         )
 
     def checkpointed(run: SimGAN, path: Path) -> None:
         job.set_meta(checkpoint_step=run.step)
 
     return Hooks(progress=report, should_stop=job.should_stop, on_checkpoint=checkpointed)
+
+
+def _report_phase(job: JobContext, phase: str, eta_seconds: float | None) -> None:
+    progress = dict(job.meta.get("progress") or {})
+    job.report({**progress, "phase": phase, "stage": None, "eta_seconds": eta_seconds}, force=True)
 
 
 def _train(
@@ -117,7 +134,9 @@ def _train(
     if result.stopped:
         log.info("job %s: stopped at step %d; it will resume from %s", job.id, result.step, checkpoint)
         return job.retry_later()
+    _report_phase(job, "exporting", eta_seconds=None)
     card = publish_checkpoint(result.checkpoint, registry, datasets=datasets)
+    job.set_meta(model_version=card.version)  # live at once: GET /train-jobs/{id} shows it from now on
     return {
         "model_version": card.version,
         "verdict": card.verdict,
@@ -140,8 +159,8 @@ def _evaluate(
 ) -> dict[str, Any]:
     """Evaluate the published model and record the metrics beside its card; an evaluation that
     cannot run (e.g. annotations without the target fields) is reported, the model stays published."""
-    progress = dict(job.meta.get("progress") or {})
-    job.report({**progress, "phase": "evaluate", "eta_seconds": None}, force=True)
+    # evaluate() reports no progress of its own: its duration scales with the task budget's steps.
+    _report_phase(job, "evaluating", eta_seconds=EVALUATION_SECONDS_AT_DEFAULT * budget.steps / 300)
     try:
         metrics = evaluate(
             version, synthetic, real, labeled, seed=seed, registry=registry, targets=targets, budget=budget
@@ -176,6 +195,17 @@ def run_train_job(
             return {"canceled": True, "step": 0}
         # The config resolved when the job was queued; keys added since then keep their old meaning.
         train_config = TrainConfig.from_saved(config)
+        if not job.meta.get("progress"):  # from the first second: loading the data takes a while
+            total = sum(
+                (
+                    train_config.pretrain_refiner_steps,
+                    train_config.pretrain_discriminator_steps,
+                    train_config.steps,
+                )
+            )
+            job.report(
+                {"step": 0, "total_steps": total, "phase": "pretraining", "eta_seconds": None}, force=True
+            )
         store = DatasetStore(settings.data_path)
         registry = Registry(settings.models_path)
         workdir = settings.job_workdir(job.id or "direct")

@@ -26,8 +26,9 @@ from trainer.artifacts import write_artifacts
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import as_nhwc
 from trainer.device import resolve_device
+from trainer.eta import Eta, step_weights
 from trainer.export import dataset_entry
-from trainer.run import SimGAN
+from trainer.run import PHASES, SimGAN
 from trainer.selection import refine_with_module
 
 ARTIFACT_SAMPLES = 8
@@ -204,8 +205,19 @@ def train(
         # The untrained residual refiner is the identity: a candidate from the start, so that a run none
         # of whose checkpoints keeps the labels publishes "change nothing", not the least bad change.
         selector.consider(0, run.published_refiner)
-    total, first_step, started = run.total_steps, run.step, time.perf_counter()
+    total = run.total_steps
+    eta = Eta(
+        [
+            (PHASES[0], config.pretrain_refiner_steps),
+            (PHASES[1], config.pretrain_discriminator_steps),
+            (PHASES[2], config.steps),
+        ],
+        step_weights(config.kg, config.kd),
+    )
+    if hooks.progress is not None and run.step < total:  # from the first second, before a step is timed
+        hooks.progress(Progress(run.step, total, run.phase(run.step + 1), {}, None))
     while run.step < total:
+        started = time.perf_counter()
         if hooks.should_stop is not None and hooks.should_stop():
             paths = checkpoints.save(scheduled=False)
             return TrainResult(True, run.step, checkpoints.path, run.losses, paths)
@@ -215,11 +227,12 @@ def train(
                 f"losses became non-finite at step {run.step} ({losses}); lower refiner_lr and "
                 f"discriminator_lr, or resume from the last checkpoint {checkpoints.path}"
             )
+        eta.observe(run.phase(run.step), time.perf_counter() - started)
         if hooks.progress is not None:
-            per_step = (time.perf_counter() - started) / (run.step - first_step)
-            eta = per_step * (total - run.step)
-            hooks.progress(Progress(run.step, total, run.phase(run.step), losses, eta))
+            hooks.progress(Progress(run.step, total, run.phase(run.step), losses, eta.remaining(run.step)))
         if run.step % config.checkpoint_every == 0 and run.step < total:
             checkpoints.save()
+    if hooks.progress is not None and selector is not None:
+        hooks.progress(Progress(run.step, total, "selecting", run.losses, None))
     paths = checkpoints.final()
     return TrainResult(False, run.step, checkpoints.path, run.losses, paths)

@@ -77,6 +77,7 @@ def test_train_job_trains_publishes_and_reports_its_model(
     assert job["model_version"] == Registry(jobs_settings.models_path).latest()
     assert job["progress"]["step"] == job["progress"]["total_steps"] == 6
     assert set(job["progress"]) >= {"step", "total_steps", "losses", "eta_seconds"}
+    assert job["progress"]["phase"] == "exporting"  # the last thing it did; no evaluation was asked for
     assert isinstance(job["metrics"], dict)
     assert job["error"] is None
     card = Registry(jobs_settings.models_path).get(job["model_version"])
@@ -315,6 +316,10 @@ def test_train_jobs_are_listed_newest_first(api: httpx.Client, datasets: dict[st
 
     assert response.status_code == 200
     assert [job["id"] for job in response.json()["jobs"]] == [second, first]
+    queued = response.json()["jobs"][0]["progress"]
+    assert queued == {
+        "step": 0, "total_steps": 6, "phase": "queued", "stage": None, "losses": {}, "eta_seconds": None
+    }  # fmt: skip
 
 
 def test_cancel_of_a_queued_train_job_means_it_never_runs(

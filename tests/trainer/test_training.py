@@ -66,13 +66,14 @@ def test_training_ends_at_a_checkpoint_whose_published_model_matches_torch(tmp_p
 def test_progress_reports_every_step_through_the_three_phases(tmp_path: Path) -> None:
     reports: list[Progress] = []
     _train(tmp_path, tiny_config(), progress=reports.append)
-    assert [p.step for p in reports] == [1, 2, 3, 4, 5, 6]
+    assert [p.step for p in reports] == [0, 1, 2, 3, 4, 5, 6]  # step 0: before the first step is timed
     assert {p.total_steps for p in reports} == {6}
-    assert [p.phase for p in reports] == [PHASES[0], PHASES[1], *[PHASES[2]] * 4]
-    assert set(reports[0].losses) == {"self_regularization", "refiner"}
+    assert [p.phase for p in reports] == [PHASES[0], PHASES[0], PHASES[1], *[PHASES[2]] * 4]
+    assert reports[0].eta_seconds is None and reports[0].losses == {}
+    assert set(reports[1].losses) == {"self_regularization", "refiner"}
     assert {"refiner_adversarial", "discriminator", "discriminator_accuracy"} <= set(reports[-1].losses)
     assert reports[-1].eta_seconds == 0
-    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in reports)
+    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in reports[1:])
 
 
 def test_should_stop_leaves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:

@@ -62,11 +62,31 @@ class TrainProgress(BaseModel):
     total_steps: int
     phase: str | None = Field(
         None,
-        description="pretrain_refiner, pretrain_discriminator, adversarial, or evaluate (after publishing, "
-        "with config `evaluate`).",
+        description="What the job is doing: queued, pretraining, adversarial, selecting (scoring the "
+        "last checkpoint, choosing the one to publish), exporting (ONNX, parity check, publish), "
+        "evaluating (with config `evaluate`).",
+    )
+    stage: str | None = Field(
+        None, description="Within pretraining: pretrain_refiner, then pretrain_discriminator."
     )
     losses: dict[str, float] = Field(default_factory=dict)
-    eta_seconds: float | None = None
+    eta_seconds: float | None = Field(
+        None,
+        description="Seconds left of training (a moving average of each phase's step time); while "
+        "evaluating, the expected length of the evaluation; null before the first step is timed.",
+    )
+
+
+def _train_progress(job: JobRecord) -> TrainProgress | None:
+    """The job's progress; a queued job's is phase `queued` at step 0 of its config's steps."""
+    if job.progress:
+        return TrainProgress.model_validate(job.progress)
+    if job.state is not JobState.QUEUED:
+        return None
+    config = job.kwargs.get("config", {})
+    keys = ("pretrain_refiner_steps", "pretrain_discriminator_steps", "steps")
+    total = sum(int(config.get(k, 0)) for k in keys)
+    return TrainProgress(step=0, total_steps=total, phase="queued")
 
 
 class TrainJobPublic(BaseModel):
@@ -78,7 +98,9 @@ class TrainJobPublic(BaseModel):
     targets: list[str] | None = None
     config: dict[str, Any]
     progress: TrainProgress | None = None
-    model_version: str | None = Field(None, description="The published refiner, once the job succeeded.")
+    model_version: str | None = Field(
+        None, description="The published refiner, as soon as it is published (before any evaluation)."
+    )
     metrics: dict[str, Any] | None = Field(
         None,
         description="Its evaluation metrics (config `evaluate`; also in GET /models/{version}): "
@@ -123,8 +145,9 @@ class TrainJobPublic(BaseModel):
             targets=job.kwargs.get("targets"),
             config=job.kwargs.get("config", {}),
             artifacts={name: f"/train-jobs/{job.id}/artifacts/{name}" for name in artifacts},
-            progress=TrainProgress.model_validate(job.progress) if job.progress else None,
-            model_version=result.get("model_version"),
+            progress=_train_progress(job),
+            # Set by the job as soon as it publishes, while it may still be evaluating.
+            model_version=result.get("model_version") or job.meta.get("model_version"),
             metrics=result.get("metrics") if job.state is JobState.SUCCEEDED else None,
             verdict=result.get("verdict"),
             activated=result.get("activated"),
