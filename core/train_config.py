@@ -29,6 +29,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "activate": "always",
     "refiner_residual": False,
     "noise_channels": 0,
+    "precision": "auto",
 }
 """Keys added after a run may have started, with the value such a run trained with: a saved config
 (a checkpoint's, a queued job's) that lacks one means this value, not today's default."""
@@ -138,8 +139,12 @@ class TrainConfig:
     # A checkpoint costs a few MB and well under a second; every 250 steps loses at most ~2 minutes on CPU.
     checkpoint_every: int = key(250, "Steps between checkpoints (each is also scored and drawn).", ge=1)
     seed: int = key(0, "Seed of data sampling, initialisation and the history buffer.", ge=0)
-    device: Literal["auto", "cpu", "cuda"] = key(
-        "auto", "auto: CUDA when available (bf16 autocast, channels_last), else CPU."
+    device: Literal["auto", "cpu", "cuda"] = key("auto", "auto: CUDA when available, else CPU.")
+    # bf16 needs compute capability 8.0 on a GPU (below it torch emulates it); fp16 needs a gradient
+    # scaler. On a CPU bf16 is fast only with AMX or AVX512-BF16 (trainer/device.py).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = key(
+        "auto",
+        "auto: bf16 on GPUs with native bf16, else fp16 with a gradient scaler; fp32 on the CPU.",
     )
     evaluate: bool = key(
         False, "Evaluate the published model at the end (realism, downstream gap) into its card."

@@ -65,12 +65,17 @@ def load_checkpoint(path: Path | str, map_location: torch.device | str = "cpu") 
     return state
 
 
-def capture_rng(generator: torch.Generator) -> dict[str, Any]:
-    """Every random state a run may draw from, as plain tensors, lists and numbers."""
+def capture_rng(generator: torch.Generator, device: torch.device | None = None) -> dict[str, Any]:
+    """Every random state a run may draw from, as plain tensors, lists and numbers.
+
+    The CUDA state only for a run on CUDA, and only its own GPU's: asking a CPU run for CUDA states
+    would create a CUDA context (hundreds of MB on every visible GPU) for nothing.
+    """
     numpy_state = np.random.get_state(legacy=False)
+    on_cuda = device is not None and device.type == "cuda"
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if on_cuda else [],
         "numpy": {
             "bit_generator": numpy_state["bit_generator"],
             "key": [int(k) for k in numpy_state["state"]["key"]],
@@ -83,10 +88,19 @@ def capture_rng(generator: torch.Generator) -> dict[str, Any]:
     }
 
 
-def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+def restore_rng(
+    state: dict[str, Any], generator: torch.Generator, device: torch.device | None = None
+) -> None:
+    """Put back what capture_rng took, on whatever machine resumes.
+
+    A checkpoint holds no CUDA state (a CPU run), one (the run's GPU), or one per GPU (older builds
+    saved every visible GPU's). A run resuming on CUDA takes the first, which is the GPU the run
+    trained on, whatever the number of GPUs here; a run resuming on the CPU takes none and never
+    touches CUDA.
+    """
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"][0], device)
     numpy_state = state["numpy"]
     np.random.set_state(
         {

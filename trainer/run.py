@@ -25,7 +25,7 @@ from core.train_config import TrainConfig
 from trainer.budget import DualWeight, budget_for
 from trainer.checkpoint import capture_rng, restore_rng
 from trainer.data import DeviceImages
-from trainer.device import autocast, prepare_module
+from trainer.device import Precision, autocast, grad_scaler, prepare_module, resolve_precision
 from trainer.ema import WeightAverage
 from trainer.history import ImageHistory
 from trainer.losses import REAL, REFINED, local_adversarial_loss, patch_accuracy, self_regularization_loss
@@ -62,9 +62,18 @@ def _optimizer(name: str, module: nn.Module, lr: float) -> torch.optim.Optimizer
 class SimGAN:
     """Everything one run owns: data on the device, R, D, their optimisers, the history, the RNG."""
 
-    def __init__(self, config: TrainConfig, synthetic: np.ndarray, real: np.ndarray, device: torch.device):
+    def __init__(
+        self,
+        config: TrainConfig,
+        synthetic: np.ndarray,
+        real: np.ndarray,
+        device: torch.device,
+        precision: Precision | None = None,
+    ):
         self.config = config
         self.device = device
+        # Config `precision` on this device (trainer.device); tests pass one to reach every branch.
+        self.precision = precision or resolve_precision(config.precision, device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN time its kernels once
         random.seed(config.seed)
@@ -82,14 +91,16 @@ class SimGAN:
             config.refiner_residual,
             config.noise_channels,
         )
-        self.refiner = prepare_module(build_refiner(self.refiner_config), device)
+        self.refiner = prepare_module(build_refiner(self.refiner_config), device, self.precision)
         _, height, width = self.synthetic.shape
         self.discriminator_config = DiscriminatorConfig(
             channels,
             depth=patch_depth(height, width, config.discriminator_patch),
             spectral_norm=config.discriminator_norm == "spectral",
         )
-        self.discriminator = prepare_module(build_discriminator(self.discriminator_config), device)
+        self.discriminator = prepare_module(
+            build_discriminator(self.discriminator_config), device, self.precision
+        )
         # What is scored, pictured and exported: R's weight average, or R itself with ema_decay 0.
         self.average = WeightAverage(self.refiner, config.ema_decay) if config.ema_decay > 0 else None
         self.dual = (
@@ -104,6 +115,9 @@ class SimGAN:
         self.discriminator_optimizer = _optimizer(
             config.optimizer, self.discriminator, config.discriminator_lr
         )
+        # One gradient scaler per network (each has its own loss and step); pass-through but for fp16.
+        self.refiner_scaler = grad_scaler(self.precision)
+        self.discriminator_scaler = grad_scaler(self.precision)
         assert config.history_size is not None  # resolved by TrainConfig
         self.history = ImageHistory(config.history_size, self.synthetic.shape, device)
         self.step = 0
@@ -151,7 +165,7 @@ class SimGAN:
         """One R update: fool D (frozen) while staying close to the synthetic input."""
         synthetic = self.synthetic.batch(self.config.batch_size, self.generator)  # (B, C, H, W)
         _set_requires_grad(self.discriminator, False)
-        with autocast(self.device):
+        with autocast(self.precision):
             refined = self.refine(synthetic)
             regularization = self_regularization_loss(refined, synthetic, self.config.regularization_space)
             if not adversarial:
@@ -163,8 +177,9 @@ class SimGAN:
                 )
                 loss = fooling + self.regularization_weight * regularization
         self.refiner_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.refiner_optimizer.step()
+        self.refiner_scaler.scale(loss).backward()
+        self.refiner_scaler.step(self.refiner_optimizer)  # skipped when fp16 gradients overflowed
+        self.refiner_scaler.update()
         _set_requires_grad(self.discriminator, True)
         if self.average is not None:
             self.average.update(self.refiner)
@@ -192,7 +207,7 @@ class SimGAN:
         """One D update on b real images and b refined ones: b/2 fresh, b/2 from the history."""
         batch = self.config.batch_size
         half = batch // 2
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), autocast(self.precision):
             # Refined without a graph: D's loss must not reach R.
             fresh = self.refine(self.synthetic.batch(batch, self.generator)).float()  # (B, C, H, W)
         if len(self.history) >= half:
@@ -200,15 +215,16 @@ class SimGAN:
         else:
             refined = fresh  # the first steps: no history yet
         real = self.real.batch(batch, self.generator)
-        with autocast(self.device):
+        with autocast(self.precision):
             real_logits = self.discriminator(self.seen_by_discriminator(real))  # (B, 2, h, w) per patch
             refined_logits = self.discriminator(self.seen_by_discriminator(refined))
             loss_real = local_adversarial_loss(real_logits, REAL)
             loss_refined = local_adversarial_loss(refined_logits, REFINED)
             loss = loss_real + loss_refined
         self.discriminator_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.discriminator_optimizer.step()
+        self.discriminator_scaler.scale(loss).backward()
+        self.discriminator_scaler.step(self.discriminator_optimizer)
+        self.discriminator_scaler.update()
         self.history.push(fresh[:half], self.generator)
         accuracy = (patch_accuracy(real_logits, REAL) + patch_accuracy(refined_logits, REFINED)) / 2
         return {
@@ -248,9 +264,17 @@ class SimGAN:
             "phase": self.phase(max(self.step, 1)),
             "losses": self.losses,
             "loss_log": self.loss_log,
-            "rng": capture_rng(self.generator),
+            "rng": capture_rng(self.generator, self.device),
             "refiner_average": None if self.average is None else self.average.state_dict(),
             "dual": None if self.dual is None else self.dual.state_dict(),
+            "scalers": (
+                {
+                    "refiner": self.refiner_scaler.state_dict(),
+                    "discriminator": self.discriminator_scaler.state_dict(),
+                }
+                if self.precision.scaled
+                else None
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -262,8 +286,12 @@ class SimGAN:
         self.step = state["step"]
         self.losses = dict(state["losses"])
         self.loss_log = list(state.get("loss_log", []))
-        restore_rng(state["rng"], self.generator)
+        restore_rng(state["rng"], self.generator, self.device)
         if self.average is not None and state.get("refiner_average") is not None:
             self.average.load_state_dict(state["refiner_average"])
         if self.dual is not None and state.get("dual") is not None:
             self.dual.load_state_dict(state["dual"])
+        # An fp16 run's loss scales; a run resumed in another precision (on the CPU, say) starts without.
+        if self.precision.scaled and state.get("scalers") is not None:
+            self.refiner_scaler.load_state_dict(state["scalers"]["refiner"])
+            self.discriminator_scaler.load_state_dict(state["scalers"]["discriminator"])

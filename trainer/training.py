@@ -9,6 +9,7 @@ The run itself (R, D, the two steps) is trainer.run.SimGAN.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -31,10 +32,13 @@ from trainer.export import dataset_entry
 from trainer.run import PHASES, SimGAN
 from trainer.selection import refine_with_module
 
+log = logging.getLogger(__name__)
+
 ARTIFACT_SAMPLES = 8
 """Rows of the sample grid written with every checkpoint."""
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "device", "evaluate", "activate")
-"""Config keys a resumed run may change; any other change would not continue the same run."""
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "device", "precision", "evaluate", "activate")
+"""Config keys a resumed run may change; any other change would not continue the same run. A run may
+move between machines (a GPU run resumes on the CPU), so device and precision may change."""
 
 
 class Selector(Protocol):
@@ -198,6 +202,8 @@ def train(
     """
     images = _checked_images(synthetic, real)
     run = SimGAN(config, *images, resolve_device(config.device))
+    precision = run.precision
+    log.info("training on %s in %s (%s)", run.device, precision.name, precision.reason)
     if resume is not None:
         _resume(run, Path(resume), selector)
     checkpoints = _Checkpoints(run, images, Path(workdir), selector, hooks)

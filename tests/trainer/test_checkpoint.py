@@ -100,3 +100,62 @@ def test_random_states_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     expected = draw()
     restore_rng(load_checkpoint(path)["rng"], generator)
     assert draw() == expected
+
+
+def _no_cuda_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU host (torch says CUDA is available) on which any CUDA RNG call fails the test."""
+
+    def touched(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a CPU run touched CUDA")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all", "init"):
+        monkeypatch.setattr(torch.cuda, name, touched)
+
+
+def test_a_cpu_run_on_a_gpu_host_never_asks_cuda_for_its_random_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asking for them would create a CUDA context on every visible GPU for a run that uses none.
+    _no_cuda_calls(monkeypatch)
+    first = _stopped_run(tmp_path)
+    assert load_checkpoint(first.checkpoint)["rng"]["cuda"] == []
+    train(tiny_config(), tiny_images(1), tiny_images(2), workdir=tmp_path / "run", resume=first.checkpoint)
+
+
+def test_a_checkpoint_from_several_gpus_resumes_on_the_cpu_with_the_same_losses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = train(tiny_config(), tiny_images(1), tiny_images(2), workdir=tmp_path / "straight")
+    first = _stopped_run(tmp_path)
+    state = load_checkpoint(first.checkpoint)
+    # What an older build wrote on a 4-GPU machine: one CUDA generator state per visible GPU.
+    state["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8) + i for i in range(4)]
+    save_checkpoint(first.checkpoint, state)
+    _no_cuda_calls(monkeypatch)
+    resumed = train(
+        tiny_config(), tiny_images(1), tiny_images(2), workdir=tmp_path / "run", resume=first.checkpoint
+    )
+    assert resumed.final_losses == straight.final_losses
+
+
+def test_a_gpu_run_saves_its_own_gpus_state_and_restores_it_on_a_machine_with_fewer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One GPU's state per checkpoint, and the first of an older checkpoint's per-GPU list on resume:
+    # torch.cuda.set_rng_state_all would raise on a machine with fewer GPUs than the list.
+    calls: list[tuple[str, object, object]] = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.full((16,), 7, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: calls.append(("set", s, device)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.append(("all", states, None)))
+    cuda = torch.device("cuda")
+    generator = torch.Generator().manual_seed(1)
+
+    state = capture_rng(generator, cuda)
+    assert [s.tolist() for s in state["cuda"]] == [[7] * 16]
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8) + i for i in range(4)]
+    restore_rng(state, generator, cuda)
+    assert [(kind, s.tolist(), d) for kind, s, d in calls] == [("set", [0] * 16, cuda)]  # type: ignore[attr-defined]
+    calls.clear()
+    restore_rng(state, generator, torch.device("cpu"))
+    assert calls == []
