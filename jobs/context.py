@@ -23,7 +23,7 @@ from rq.timeouts import JobTimeoutException
 
 from core.settings import Settings
 from jobs import counters
-from jobs.queue import CANCEL_KEY
+from jobs.queue import CANCEL_KEY, TRAIN_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,20 @@ INTERRUPTIONS_ALLOWED = 1000
 """Times a job may be stopped by its worker's shutdown and requeued (each one resumes from a checkpoint)."""
 
 
-def describe_failure(exc: BaseException, settings: Settings) -> str:
+def describe_failure(exc: BaseException, job: Job | None = None) -> str:
     """The message a user sees for an error a job raised: what went wrong, not a traceback."""
     if isinstance(exc, JobTimeoutException):
+        # The limit is the job's own, fixed by the process that enqueued it (the API), not this
+        # worker's settings: the variable to raise is the API's.
+        variable = (
+            "SIMGAN_TRAIN_JOB_TIMEOUT"
+            if job is None or job.origin == TRAIN_QUEUE
+            else "SIMGAN_REFINE_JOB_TIMEOUT"
+        )
+        limit = f" of {job.timeout} s" if job is not None and job.timeout else ""
         return (
-            "the job ran past its time limit; raise SIMGAN_TRAIN_JOB_TIMEOUT / SIMGAN_REFINE_JOB_TIMEOUT "
-            f"(now {settings.train_job_timeout} s / {settings.refine_job_timeout} s) or ask for less work"
+            f"the job ran past its time limit{limit}; raise {variable} where jobs are enqueued (the API, "
+            "`simgan serve`) or ask for less work"
         )
     detail = getattr(exc, "detail", None)  # ClientError and HTTP-style errors carry the user message
     message = str(detail if detail is not None else exc).strip()
@@ -83,7 +91,7 @@ class JobContext:
             yield context
             outcome = context.outcome()
         except Exception as exc:
-            context._fail(describe_failure(exc, settings))
+            context._fail(describe_failure(exc, context.job))
             raise
         finally:
             if context.job is not None:

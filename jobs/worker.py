@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -76,3 +78,38 @@ def build_worker(queues: list[str], connection: redis.Redis, settings: Settings)
         worker_ttl=settings.worker_maintenance_seconds + 15,
         default_result_ttl=settings.job_result_ttl,
     )
+
+
+def heartbeat_limit(settings: Settings) -> float:
+    """Seconds since its last heartbeat after which a worker counts as stuck: an idle worker
+    heartbeats once per blocking wait on its queues (worker_ttl - 15 s), a busy one every
+    worker_heartbeat_seconds; three of the latter on top leave room for a loaded machine."""
+    return settings.worker_maintenance_seconds + 3 * settings.worker_heartbeat_seconds
+
+
+def unhealthy_reason(
+    connection: redis.Redis, queues: list[str], settings: Settings, hostname: str | None = None
+) -> str | None:
+    """None when a worker of `queues` on this host is registered in Redis with a recent heartbeat,
+    else why not: what a container healthcheck (`simgan worker --check`) reports."""
+    hostname = hostname or socket.gethostname()
+    mine = [
+        w
+        for w in Worker.all(connection=connection)
+        if w.hostname == hostname and set(queues) <= set(w.queue_names())
+    ]
+    if not mine:
+        return f"no worker for the {','.join(queues)} queue(s) on {hostname} is registered in Redis"
+    now = datetime.now(UTC)
+    ages = [
+        (now - (beat if beat.tzinfo else beat.replace(tzinfo=UTC))).total_seconds()
+        for beat in (w.last_heartbeat for w in mine)
+        if beat is not None
+    ]
+    limit = heartbeat_limit(settings)
+    if not ages or min(ages) > limit:
+        last = f"{min(ages):.0f} s ago" if ages else "never"
+        return (
+            f"the {','.join(queues)} worker on {hostname} last sent a heartbeat {last} (limit {limit:.0f} s)"
+        )
+    return None

@@ -72,3 +72,16 @@ def test_the_rank_correlation_is_one_for_the_same_order_and_minus_one_for_the_re
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2], [1, 2]) is None
+
+
+def test_bench_train_reports_steps_per_second_per_precision_as_ratios_to_the_first(tmp_path: Path) -> None:
+    args = ["bench", "train", "--precisions", "fp32,auto", "--repeats", "2", "--steps", "1"]
+    assert main([*args, "--height", "8", "--width", "8", "--threads", "1", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "train_steps.json").read_text())
+    steps = report["adversarial_steps_per_second"]
+    assert set(steps) == {"fp32", "auto"}
+    assert all(f["n"] == 2 and 0 < f["min"] <= f["median"] <= f["max"] for f in steps.values())
+    assert report["ratio_to_fp32"]["fp32"]["median"] == pytest.approx(1.0)
+    assert report["precision"]["auto"]["name"] == "fp32"  # auto on the CPU
+    assert report["command"] in (tmp_path / "train_steps.md").read_text()

@@ -134,7 +134,7 @@ def resolve_precision(setting: str, device: torch.device) -> Precision:
                 "precision=bf16 on a CPU without AMX or AVX512-BF16: torch emulates bf16 here, which is "
                 "slower than fp32; use precision=fp32 (or auto)"
             )
-        return Precision("bf16", "cpu", "asked for" + ("" if native else " (emulated on this CPU)"))
+        return Precision("bf16", "cpu", "asked for" + ("" if native else "; emulated on this CPU"))
     if setting == "auto" and CPU_AUTO != "fp32" and cpu_bf16_native():
         return Precision(CPU_AUTO, "cpu", "auto on a CPU with bf16 matrix instructions")
     return Precision("fp32", "cpu", "asked for" if setting == "fp32" else "auto on the CPU")

@@ -3,6 +3,8 @@
 - `quality`: does refinement help? On the built-in eye simulator at several domain-gap strengths and
   seeds: train a refiner, then measure downstream gap closure, realism, kernel distance and label
   preservation (trainer/evaluate.py) for synthetic-only, refined and real-labeled (oracle) data.
+- `refine`: how fast the service refines (simgan/benchmarks/refine.py).
+- `train`: adversarial training steps/s in each precision (simgan/benchmarks/train_steps.py).
 
 Each benchmark is a (register, run) pair in BENCHES; `register` adds its subcommand's options.
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simgan.benchmarks import http, refine
+from simgan.benchmarks import http, refine, train_steps
 from simgan.benchmarks.stats import cell, spread
 from simgan.commands.train import add_config_argument
 
@@ -339,6 +341,7 @@ ENGINE_OPTIONS = ("height", "width", "out")
 BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "quality": register_quality,
     "refine": register_refine,
+    "train": train_steps.register,
 }
 """Benchmark name -> function adding its subcommand (which sets `run`)."""
 

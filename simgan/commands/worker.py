@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from jobs.queue import QUEUES as QUEUE_NAMES
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 def _queues(text: str) -> list[str]:
@@ -42,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train, refine, or train,refine (a worker with train runs every job in a spawned process)",
     )
     parser.add_argument("--burst", action="store_true", help="quit once the queues are empty")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="healthcheck: exit 0 when a worker of these queues on this host is alive (registered in "
+        "Redis, recent heartbeat), else 1 with the reason; starts no worker",
+    )
     parser.set_defaults(run=run)
 
 
@@ -63,6 +73,23 @@ def _wait_for_redis(url: str) -> object:
             time.sleep(1.0)
 
 
+def _check(queues: list[str], settings: Settings) -> int:
+    import redis
+
+    from jobs.queue import unavailable
+    from jobs.worker import unhealthy_reason
+
+    connection = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=5, socket_timeout=5)
+    try:
+        reason = unhealthy_reason(connection, queues, settings)
+    except (redis.ConnectionError, redis.TimeoutError):
+        reason = str(unavailable(settings.redis_url))
+    if reason is not None:
+        print(f"simgan worker --check: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
@@ -77,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.check:
+        return _check(args.queues, settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     connection = _wait_for_redis(settings.redis_url)
     worker = build_worker(args.queues, connection, settings)  # type: ignore[arg-type]

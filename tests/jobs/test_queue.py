@@ -12,6 +12,7 @@ import pytest
 import redis
 from rq import SpawnWorker
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from core.errors import ClientError
 from core.settings import Settings
@@ -151,12 +152,23 @@ def test_a_job_is_abandoned_after_three_missed_heartbeats(
     assert train.get_heartbeat_ttl(job, working_time=jobs_settings.train_job_timeout - 1) == 5
 
 
-def test_describe_failure_prefers_the_user_message_of_an_error(jobs_settings: Settings) -> None:
-
-    assert context.describe_failure(ClientError(404, "dataset 'x' does not exist"), jobs_settings) == (
+def test_describe_failure_prefers_the_user_message_of_an_error() -> None:
+    assert context.describe_failure(ClientError(404, "dataset 'x' does not exist")) == (
         "dataset 'x' does not exist"
     )
-    assert context.describe_failure(RuntimeError(), jobs_settings) == "RuntimeError"
+    assert context.describe_failure(RuntimeError()) == "RuntimeError"
+
+
+def test_a_timed_out_job_is_told_its_own_limit_and_the_api_setting_that_fixed_it(
+    connection: redis.Redis, jobs_settings: Settings
+) -> None:
+    # The API fixes a job's timeout when it enqueues it; a worker's own SIMGAN_*_JOB_TIMEOUT is never used.
+    job = Job.fetch(enqueue_train_job(connection, jobs_settings).id, connection=connection)
+
+    message = context.describe_failure(JobTimeoutException("too long"), job)
+
+    assert f"time limit of {jobs_settings.train_job_timeout} s" in message
+    assert "raise SIMGAN_TRAIN_JOB_TIMEOUT where jobs are enqueued (the API" in message
 
 
 def test_api_answers_with_our_record_not_rq_fields(connection: redis.Redis, jobs_settings: Settings) -> None:
