@@ -37,7 +37,14 @@ def test_checkpoint_describes_itself(tmp_path: Path) -> None:
     assert state["step"] == 3
     assert state["phase"] == "adversarial"
     assert state["config"] == tiny_config().to_dict()
-    assert state["refiner_config"] == {"channels": 1, "width": 4, "blocks": 1, "kernel": 3, "residual": True}
+    assert state["refiner_config"] == {
+        "channels": 1,
+        "width": 4,
+        "blocks": 1,
+        "kernel": 3,
+        "residual": True,
+        "noise_channels": 0,
+    }
     assert {"refiner", "discriminator", "refiner_optimizer", "discriminator_optimizer"} <= set(state)
     assert set(state["rng"]) == {"torch", "cuda", "numpy", "python", "generator"}
     assert state["history"]["images"].shape == (4, 1, 12, 16)
