@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The trainer's torch, from PyTorch's own wheel index. The default is the CPU build (about 0.8 GB
 # installed): on Linux x86-64 plain PyPI serves a CUDA 13 build of several GB instead. A GPU host
-# asks for the CUDA build that matches onnxruntime-gpu's CUDA 13 (README, "GPU training"):
+# asks for the CUDA build that matches onnxruntime-gpu's CUDA 13 (README, "Which torch"):
 #   make clean install TORCH_INDEX=https://download.pytorch.org/whl/cu130
 # --retries 2: where PyTorch's index cannot be reached, pip falls back to the other indexes and
 # local wheels of its own configuration in seconds rather than a minute and a half.
