@@ -135,7 +135,7 @@ def _train(
         log.info("job %s: stopped at step %d; it will resume from %s", job.id, result.step, checkpoint)
         return job.retry_later()
     _report_phase(job, "exporting", eta_seconds=None)
-    card = publish_checkpoint(result.checkpoint, registry, datasets=datasets)
+    card = publish_checkpoint(result.checkpoint, registry, datasets=datasets, job_id=job.id)
     job.set_meta(model_version=card.version)  # live at once: GET /train-jobs/{id} shows it from now on
     return {
         "model_version": card.version,

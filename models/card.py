@@ -46,7 +46,10 @@ class ModelCard:
     parity_max_abs_error: float
     version: str = ""
     created_at: str = ""
+    # The version that was active when this one was published, i.e. the one it was trained to replace
+    # (training starts from scratch, not from its weights), and the train job that made it.
     parent: str | None = None
+    job_id: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     steps_trained: int = 0

@@ -3,6 +3,7 @@
 Layout under the root:
 
     v1/model.onnx, v1/card.json     one directory per version, visible only when complete
+    v1/README.md                    the card for people (Hugging Face model-card layout)
     ACTIVE                          optional pin: the version the service serves
     .staging-*/                     publishes in progress (ignored by readers)
 
@@ -28,9 +29,12 @@ from typing import Any
 
 from core.files import atomic_write_bytes, rename_synced, sha256_file, write_synced
 from models.card import ModelCard
+from models.card_text import card_markdown
 
 ONNX_NAME = "model.onnx"
 CARD_NAME = "card.json"
+README_NAME = "README.md"
+"""The card for people (models.card_text), beside card.json: rewritten when an evaluation is recorded."""
 ACTIVE_NAME = "ACTIVE"
 METRICS_NAME = "metrics.json"
 """Evaluations recorded after publication, beside the immutable card: {"evaluations": [record, ...]}."""
@@ -144,7 +148,9 @@ class Registry:
             atomic_write_bytes(
                 path, json.dumps({"evaluations": evaluations}, indent=2, allow_nan=False).encode()
             )
-        return self.get(resolved)
+            card = self.get(resolved)
+            atomic_write_bytes(self.root / resolved / README_NAME, card_markdown(card).encode())
+        return card
 
     def onnx_path(self, version: str) -> Path:
         return self.root / self.resolve(version) / ONNX_NAME
@@ -183,7 +189,8 @@ class Registry:
                     onnx_sha256=digest,
                     created_at=card.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
                 )
-                write_synced(staging / CARD_NAME, final.to_json().encode())
+                write_synced(staging / README_NAME, card_markdown(final).encode())
+                write_synced(staging / CARD_NAME, final.to_json().encode())  # last: the version is complete
                 if not rename_synced(staging, self.root / version):  # someone else took this number
                     number += 1
                     continue

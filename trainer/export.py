@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models import IOSpec, ModelCard, Registry
+from models import IOSpec, ModelCard, Registry, RegistryError
 from trainer.verdict import NO_CHANGE, activates
 
 NOT_JUDGED: dict[str, Any] = {
@@ -212,19 +212,28 @@ def export_checkpoint(checkpoint: Path, registry: Registry, **card_fields: Any) 
     return publish_refiner(refiner, refiner_config.channels, registry, **fields)
 
 
+def _active(registry: Registry) -> str | None:
+    try:
+        return registry.resolve("active")
+    except RegistryError:  # nothing published yet
+        return None
+
+
 def publish_checkpoint(
     checkpoint: Path,
     registry: Registry,
     *,
     datasets: list[dict[str, Any]] | None = None,
     notes: str = "",
+    job_id: str | None = None,
 ) -> ModelCard:
     """Publish what a finished train() left in `checkpoint`: the selected refiner, or the last.
 
     `datasets` (built with `dataset_entry`) replaces the checkpoint's own record of the training
-    arrays, for callers that know more about them (store ids, file paths, simulator seeds).
+    arrays, for callers that know more about them (store ids, file paths, simulator seeds). The card's
+    `parent` is the model active now, the one this one is meant to replace; `job_id` the train job.
     """
-    fields: dict[str, Any] = {"notes": notes}
+    fields: dict[str, Any] = {"notes": notes, "job_id": job_id, "parent": _active(registry)}
     if datasets is not None:
         fields["datasets"] = datasets
     return export_checkpoint(checkpoint, registry, **fields)

@@ -46,6 +46,53 @@ def test_publish_assigns_increasing_versions_and_records_the_sha256(tmp_path: Pa
     assert registry.onnx_path("v2").read_bytes() == onnx_file.read_bytes()
 
 
+HF_SECTIONS = (
+    "## Uses", "### Direct use", "### Out-of-scope use", "## Training data", "## Training procedure",
+    "## Evaluation", "## Limitations", "## How to use", "## License", "## Lineage",
+)  # fmt: skip
+
+
+def test_a_readme_in_the_hugging_face_layout_is_written_beside_the_card(
+    tmp_path: Path, onnx_file: Path
+) -> None:
+    registry = Registry(tmp_path)
+    datasets = [{"kind": "synthetic", "id": "ab12", "count": 40, "height": 8, "width": 8, "channels": 1,
+                 "sha256": "f" * 64, "source": "simulator eyes"}]  # fmt: skip
+    first = registry.publish(onnx_file, make_card())
+    card = registry.publish(
+        onnx_file,
+        make_card(parent=first.version, job_id="job-7", datasets=datasets, config={"steps": 5},
+                  verdict={"verdict": "improved", "why": "realism fell", "numbers": {"realism_gain": 0.2}}),
+    )  # fmt: skip
+
+    text = (tmp_path / card.version / "README.md").read_text()
+
+    assert text.startswith("---\nlicense: other\nlibrary_name: onnx\n")
+    assert "datasets:\n- ab12\n---" in text
+    positions = [text.index(section) for section in HF_SECTIONS]
+    assert positions == sorted(positions)
+    assert "Verdict of its train job: **improved** (realism fell)" in text
+    assert "| synthetic | ab12 | 40 | 8x8 | 1 | `ffffffffffffffff` | simulator eyes |" in text
+    assert '"steps": 5' in text and "| realism_gain | 0.2 |" in text
+    assert "- **Parent:** v1" in text and "- **Train job:** job-7" in text
+    assert "- [samples.png](/train-jobs/job-7/artifacts/samples.png)" in text
+    assert "- [loss_curves.png](/train-jobs/job-7/artifacts/loss_curves.png)" in text
+    assert json.loads((tmp_path / card.version / "card.json").read_text())["job_id"] == "job-7"
+
+
+def test_a_recorded_evaluation_is_added_to_the_readme(tmp_path: Path, onnx_file: Path) -> None:
+    registry = Registry(tmp_path)
+    card = registry.publish(onnx_file, make_card())
+    assert "No evaluation recorded" in (tmp_path / card.version / "README.md").read_text()
+
+    registry.add_metrics(card.version, {"downstream": {"gap_closed": 0.42}, "realism": {"refined": 0.61}})
+
+    text = (tmp_path / card.version / "README.md").read_text()
+    assert "| downstream.gap_closed | 0.42 |" in text
+    assert "| realism.refined | 0.61 |" in text
+    assert "- **gap_closed**: share of the synthetic-to-real gap" in text
+
+
 def test_versions_sort_by_number_not_text(tmp_path: Path, onnx_file: Path) -> None:
     registry = Registry(tmp_path)
     for _ in range(11):

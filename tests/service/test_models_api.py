@@ -55,6 +55,19 @@ async def test_get_model_card_by_version_or_alias(
     assert response.json()["version"] == version
 
 
+async def test_card_md_is_the_card_for_people_with_links_on_this_server(
+    two_models: httpx.AsyncClient,
+) -> None:
+    response = await two_models.get("/models/active/card.md")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert response.text.startswith("---\nlicense: other")
+    assert "# simgan refiner v2" in response.text
+    assert "## Out-of-scope use" in response.text and "## Lineage" in response.text
+    assert (await two_models.get("/models/v9/card.md")).status_code == 404
+
+
 @pytest.mark.parametrize("name", ["v9", "nonsense"])
 async def test_unknown_model_version_is_404_saying_what_exists(
     two_models: httpx.AsyncClient, name: str

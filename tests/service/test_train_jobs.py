@@ -82,6 +82,8 @@ def test_train_job_trains_publishes_and_reports_its_model(
     assert job["error"] is None
     card = Registry(jobs_settings.models_path).get(job["model_version"])
     assert {d["id"] for d in card.datasets} == set(datasets.values())
+    assert card.job_id == job_id  # lineage: from the model back to its job and pictures
+    assert f"/train-jobs/{job_id}/artifacts/samples.png" in api.get("/models/active/card.md").text
 
 
 def test_a_smoke_test_job_does_not_replace_the_model_the_service_serves(

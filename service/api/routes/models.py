@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
 
+from models.card_text import card_markdown
 from models.registry import RegistryError
 from service.api.deps import RegistryDep, ReloaderDep
 from service.api.responses import MODEL_NOT_FOUND
@@ -39,6 +40,20 @@ async def get_model(version: str, registry: RegistryDep, reloader: ReloaderDep) 
     if version == "active" and reloader.current is not None:
         return reloader.current.card.to_dict()
     return registry.get(version).to_dict()
+
+
+@router.get(
+    "/{version}/card.md",
+    summary="The model card for people (Markdown, Hugging Face layout)",
+    description=VERSION_DOC + " The same text as README.md beside card.json in the registry, with "
+    "links to the train job's pictures on this server.",
+    response_class=Response,
+    responses={200: {"content": {"text/markdown": {}}, "description": "The card"}, **MODEL_NOT_FOUND},
+)
+async def get_model_card_text(version: str, registry: RegistryDep, request: Request) -> Response:
+    card = await asyncio.to_thread(registry.get, version)
+    text = card_markdown(card, base_url=str(request.base_url).rstrip("/"))
+    return Response(text, media_type="text/markdown; charset=utf-8")
 
 
 @router.get(
