@@ -63,7 +63,9 @@ async def test_refine_many_multipart_images_keeps_their_order(
         np.testing.assert_array_equal(decoded(item), refined_alone(registry, "v1", pixels, make_settings()))
 
 
-async def test_refine_json_base64_images_of_mixed_sizes_keep_each_size(client: httpx.AsyncClient) -> None:
+async def test_refine_json_base64_images_of_mixed_sizes_keep_each_size(
+    client: httpx.AsyncClient, registry: Registry, make_settings: Callable[..., Settings]
+) -> None:
     sizes = [(35, 55), (17, 9), (64, 48), (35, 55)]
     images = [random_images(1, h, w, seed=i)[0] for i, (h, w) in enumerate(sizes)]
     payload = {"images": [{"data": base64.b64encode(image_file(p)).decode()} for p in images]}
@@ -73,13 +75,17 @@ async def test_refine_json_base64_images_of_mixed_sizes_keep_each_size(client: h
     assert response.status_code == 200
     items = response.json()["images"]
     assert [(item["height"], item["width"]) for item in items] == sizes
-    assert [decoded(item).shape for item in items] == [(h, w, 1) for h, w in sizes]
+    for pixels, item in zip(images, items, strict=True):
+        np.testing.assert_array_equal(decoded(item), refined_alone(registry, "v1", pixels, make_settings()))
 
 
-async def test_refine_accepts_jpeg_npy_and_data_urls(client: httpx.AsyncClient) -> None:
+async def test_refine_accepts_jpeg_npy_and_data_urls(
+    client: httpx.AsyncClient, registry: Registry, make_settings: Callable[..., Settings]
+) -> None:
     pixels = random_images(1, 20, 30, seed=2)[0]
+    jpeg = image_file(pixels, "JPEG")
     files = [
-        ("image", ("a.jpg", image_file(pixels, "JPEG"), "image/jpeg")),
+        ("image", ("a.jpg", jpeg, "image/jpeg")),
         ("image", ("b.npy", image_file(pixels[:, :, 0], "NPY"), "application/octet-stream")),
     ]
     multipart = await client.post("/refine", files=files)
@@ -89,6 +95,11 @@ async def test_refine_accepts_jpeg_npy_and_data_urls(client: httpx.AsyncClient) 
     assert multipart.status_code == 200
     assert [(i["height"], i["width"], i["channels"]) for i in multipart.json()["images"]] == [(20, 30, 1)] * 2
     assert json_body.status_code == 200
+    refined = [decoded(item) for item in [*multipart.json()["images"], *json_body.json()["images"]]]
+    # JPEG is lossy: the model refines what the JPEG decodes to; the NPY and PNG carry the pixels exactly.
+    inputs = [read_image(jpeg), pixels, pixels]
+    for image, got in zip(inputs, refined, strict=True):
+        np.testing.assert_array_equal(got, refined_alone(registry, "v1", image, make_settings()))
 
 
 async def test_refine_rgb_model_returns_rgb_images(
@@ -105,7 +116,9 @@ async def test_refine_rgb_model_returns_rgb_images(
     np.testing.assert_array_equal(decoded(item), refined_alone(registry, "v1", pixels, make_settings()))
 
 
-async def test_refine_with_accept_png_returns_the_png_itself(client: httpx.AsyncClient) -> None:
+async def test_refine_with_accept_png_returns_the_png_itself(
+    client: httpx.AsyncClient, registry: Registry, make_settings: Callable[..., Settings]
+) -> None:
     pixels = random_images(1)[0]
 
     response = await client.post(
@@ -117,7 +130,9 @@ async def test_refine_with_accept_png_returns_the_png_itself(client: httpx.Async
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     assert response.headers["x-model-version"] == "v1"
-    assert read_image(response.content).shape == (35, 55, 1)
+    np.testing.assert_array_equal(
+        read_image(response.content), refined_alone(registry, "v1", pixels, make_settings())
+    )
 
 
 async def test_refine_annotations_come_back_exactly_as_sent(client: httpx.AsyncClient) -> None:

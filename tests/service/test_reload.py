@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,9 +27,24 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 
+DEADLINE_SECONDS = 60.0
+"""How long a test waits for something the service does by itself; past it the test fails, saying what."""
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll `condition` until it holds; AssertionError naming `what` after DEADLINE_SECONDS."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not so after {DEADLINE_SECONDS:.0f} s")
+        await asyncio.sleep(0.01)
+
+
 async def wait_until_serving(client: httpx.AsyncClient, version: str) -> None:
-    while (await client.get("/readyz")).json().get("model") != version:
-        await asyncio.sleep(0.02)
+    async def serving() -> bool:
+        return bool((await client.get("/readyz")).json().get("model") == version)
+
+    await until(serving, f"the service serves {version}")
 
 
 def publish_corrupt(registry: Registry, tmp_path: Path, card: ModelCard) -> ModelCard:
@@ -61,8 +77,11 @@ async def test_new_model_is_swapped_in_while_requests_are_in_flight_without_fail
 
     async with serve(create_app(settings)) as client:
         senders = [asyncio.ensure_future(send_until(swapped, extra=4)) for _ in range(16)]
-        while len(results) < 40:  # a steady stream is flowing on v1
-            await asyncio.sleep(0.005)
+
+        async def flowing() -> bool:
+            return len(results) >= 40
+
+        await until(flowing, "40 answers from v1")  # a steady stream is flowing on v1
         await asyncio.to_thread(tiny_models.publish, tiny_models.gray_other, registry)
         await wait_until_serving(client, "v2")
         swapped.set()
@@ -165,3 +184,25 @@ async def test_readiness_turns_ready_when_the_first_model_is_published(
     assert before.status_code == 503
     assert "no model is published yet" in before.json()["detail"]
     assert after.status_code == 200
+
+
+async def test_the_model_cache_keeps_the_most_recently_used_versions_and_evicts_the_oldest(
+    tiny_models: TinyModels, registry: Registry, make_settings: Callable[..., Settings], serve: Serve
+) -> None:
+    for card in (tiny_models.gray, tiny_models.gray_other, tiny_models.gray, tiny_models.gray_other):
+        tiny_models.publish(card, registry)  # v1 .. v4
+    app = create_app(make_settings(model_cache_size=2))
+    async with serve(app) as client:
+        active = (await client.get("/readyz")).json()["model"]
+        a, b, c = [v for v in ("v1", "v2", "v3", "v4") if v != active]
+        reloader = app.state.reloader
+        first_a, first_b = await reloader.get(a), await reloader.get(b)
+        assert await reloader.get(a) is first_a  # cached, and now the most recently used
+        first_c = await reloader.get(c)  # a third one: the least recently used (b) goes
+
+        assert await reloader.get(c) is first_c
+        assert await reloader.get(a) is first_a
+        again_b = await reloader.get(b)  # loaded anew; now c is the oldest and goes
+        assert again_b is not first_b and again_b.version == b
+        assert await reloader.get(c) is not first_c
+        assert reloader.current.version == active  # served beside the cache, never evicted
