@@ -8,7 +8,7 @@ SIMGAN_HOME/
     meta.json              DatasetInfo, written last
   jobs/<job id>/           a train job's checkpoint and pictures, a refine job's result
     checkpoint.pt
-    artifacts/samples.png, artifacts/loss_curves.png
+    artifacts/samples.png, artifacts/loss_curves.png, artifacts/evaluation.png
   redis/                   the private Redis of `simgan serve` (append-only file)
     url                    its URL while it runs (`simgan status`, `rq info --url "$(cat ...)"`)
 """
@@ -38,4 +38,5 @@ ARTIFACTS_DIR = "artifacts"
 """Inside a train job's directory: the pictures the API serves at /train-jobs/{id}/artifacts/{name}."""
 SAMPLES_NAME = "samples.png"
 CURVES_NAME = "loss_curves.png"
+EVALUATION_NAME = "evaluation.png"
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -17,10 +17,12 @@ import numpy as np
 from rq import Retry
 
 from core.datasets import DatasetStore
+from core.layout import ARTIFACTS_DIR
 from core.settings import get_settings
 from core.train_config import TrainConfig
 from jobs.context import JobContext
 from models import Registry, RegistryError
+from trainer.artifacts import write_evaluation_chart
 from trainer.checkpoint import load_checkpoint
 from trainer.data import ImageSet
 from trainer.evaluate import EvaluationError, evaluate
@@ -169,6 +171,13 @@ def _evaluate(
         log.warning("job %s: %s was published but could not be evaluated: %s", job.id, version, exc)
         return {"error": f"evaluation failed: {exc}"}
     registry.add_metrics(version, {**metrics, "datasets": sources})
+    try:
+        workdir = get_settings().job_workdir(job.id or "direct")
+        write_evaluation_chart(
+            workdir / ARTIFACTS_DIR, metrics, title=f"Evaluation of {version} (job {job.id})"
+        )
+    except ValueError as exc:  # nothing to draw (no realism numbers): the metrics are what matters
+        log.info("job %s: no evaluation chart: %s", job.id, exc)
     return metrics
 
 

@@ -26,7 +26,8 @@ def image_grid(
         (label, images[i : i + columns]) for label, images in rows for i in range(0, len(images), columns)
     ]
     mode = "L" if channels == 1 else "RGB"
-    sheet = Image.new(mode, (label_width + columns * cell_w + gutter, len(lines) * cell_h + gutter), 255)
+    white = 255 if mode == "L" else (255, 255, 255)  # a bare 255 in RGB is red
+    sheet = Image.new(mode, (label_width + columns * cell_w + gutter, len(lines) * cell_h + gutter), white)
     draw = ImageDraw.Draw(sheet)
     previous = None
     for line, (label, images) in enumerate(lines):

@@ -23,7 +23,7 @@ from torch import nn
 
 from core.layout import ARTIFACTS_DIR, CHECKPOINT_NAME
 from core.train_config import LEGACY_VALUES, ConfigError, TrainConfig
-from trainer.artifacts import write_artifacts
+from trainer.artifacts import Marks, write_artifacts
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import as_nhwc
 from trainer.device import resolve_device
@@ -148,10 +148,35 @@ class _Checkpoints:
             self.hooks.on_checkpoint(self.run, self.path)
         return paths
 
-    def pictures(self, refiner: nn.Module) -> dict[str, Path]:
+    def marks(self, chosen: int | None) -> Marks:
+        """Phase starts, the checkpoints scored so far (or written, without a selector), the chosen one."""
+        config = self.run.config
+        first_d, adversarial = (
+            config.pretrain_refiner_steps,
+            config.pretrain_refiner_steps + config.pretrain_discriminator_steps,
+        )
+        if self.selector is not None:
+            checkpoints = tuple(c.step for c in getattr(self.selector, "candidates", []))
+        else:
+            checkpoints = tuple(range(config.checkpoint_every, self.run.step + 1, config.checkpoint_every))
+        return Marks((("D pretraining", first_d), ("adversarial", adversarial)), checkpoints, chosen)
+
+    def pictures(self, refiner: nn.Module, chosen: int | None = None) -> dict[str, Path]:
         synthetic, real = self.samples
         refined = refine_with_module(refiner, synthetic)  # (8, H, W, C) uint8, as the ONNX graph rounds
-        return write_artifacts(self.workdir / ARTIFACTS_DIR, synthetic, refined, real, self.run.loss_log)
+        # The workdir is named by the job id (jobs/<id>/) or the CLI run (runs/train-<time>/).
+        title = f"{self.workdir.name} - step {self.run.step}"
+        if chosen is not None:
+            title += f" - to publish: the refiner of step {chosen}"
+        return write_artifacts(
+            self.workdir / ARTIFACTS_DIR,
+            synthetic,
+            refined,
+            real,
+            self.run.loss_log,
+            title=title,
+            marks=self.marks(chosen),
+        )
 
     def final(self) -> dict[str, Path]:
         """The last checkpoint; its pictures show the selected refiner, the one that will be published."""
@@ -160,7 +185,7 @@ class _Checkpoints:
             return paths
         selected = copy.deepcopy(self.run.published_refiner)
         selected.load_state_dict(self.selector.best_state)
-        return self.pictures(selected)
+        return self.pictures(selected, chosen=self.selector.summary()["step"])
 
 
 def _checked_images(synthetic: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,9 +32,14 @@ def _train(
     config: TrainConfig,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    steps_only: bool = True,
     **kwargs: Any,
 ) -> TrainResult:
+    """`progress` hears of each step done; with steps_only=False also of the start and of selecting."""
     kwargs.setdefault("workdir", tmp_path / "run")
+    if progress is not None and steps_only:
+        heard = progress
+        progress = lambda p: heard(p) if p.losses and p.phase != "selecting" else None  # noqa: E731
     hooks = Hooks(progress=progress, should_stop=should_stop)
     return train(config, tiny_images(1), tiny_images(2), hooks=hooks, **kwargs)
 
@@ -65,7 +70,7 @@ def test_training_ends_at_a_checkpoint_whose_published_model_matches_torch(tmp_p
 
 def test_progress_reports_every_step_through_the_three_phases(tmp_path: Path) -> None:
     reports: list[Progress] = []
-    _train(tmp_path, tiny_config(), progress=reports.append)
+    _train(tmp_path, tiny_config(), progress=reports.append, steps_only=False)
     assert [p.step for p in reports] == [0, 1, 2, 3, 4, 5, 6]  # step 0: before the first step is timed
     assert {p.total_steps for p in reports} == {6}
     assert [p.phase for p in reports] == [PHASES[0], PHASES[0], PHASES[1], *[PHASES[2]] * 4]
@@ -155,7 +160,9 @@ def test_the_final_sample_grid_shows_the_refiner_that_gets_published(tmp_path: P
     session = ort.InferenceSession(str(registry.onnx_path(card.version)))
     published = session.run(None, {"image": synthetic})[0]
 
-    assert result.artifacts[SAMPLES_NAME].read_bytes() == sample_grid(synthetic, published, real)
+    chosen = load_checkpoint(result.checkpoint)["selection"]["step"]
+    title = f"run - step 6 - to publish: the refiner of step {chosen}"  # the workdir's name, the step
+    assert result.artifacts[SAMPLES_NAME].read_bytes() == sample_grid(synthetic, published, real, title=title)
 
 
 def test_instance_noise_is_what_the_discriminator_sees_on_top_of_both_domains() -> None:

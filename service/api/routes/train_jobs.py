@@ -85,7 +85,7 @@ def cancel_train_job(job_id: str, settings: SettingsDep, connection: RedisDep) -
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    summary="A picture of a training run: samples.png or loss_curves.png",
+    summary="A picture of a training run: samples.png, loss_curves.png or evaluation.png",
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}}, "description": "The PNG"}},
 )
