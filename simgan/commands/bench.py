@@ -327,7 +327,7 @@ def register_refine(benches: argparse._SubParsersAction) -> None:
 
     def run_both(args: argparse.Namespace) -> int:
         code: int = engine(args)
-        if code == 0:
+        if code == 0 and not getattr(args, "no_http", False):  # --no-http: the engines only
             options = [f"--{k}={v}" for k, v in sorted(vars(args).items()) if k in ENGINE_OPTIONS]
             http.run(args, shlex.join(["simgan", "bench", "refine", *options, *http.http_command(args)]))
         return code
