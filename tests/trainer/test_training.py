@@ -108,7 +108,8 @@ def test_on_checkpoint_hears_of_every_checkpoint_once_it_is_written(tmp_path: Pa
 def test_resume_continues_with_exactly_the_losses_of_an_uninterrupted_run(
     tmp_path: Path, instance_noise: float
 ) -> None:
-    config = tiny_config(instance_noise=instance_noise)
+    # Exact resume is promised for fp32 (reduced precisions and cuDNN are not bit-reproducible).
+    config = tiny_config(instance_noise=instance_noise, precision="fp32")
     straight: list[Progress] = []
     _train(tmp_path / "straight", config, progress=straight.append)
     interrupted: list[Progress] = []
