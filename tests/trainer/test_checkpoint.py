@@ -27,7 +27,11 @@ def _stopped_run(tmp_path: Path, after: int = 3) -> TrainResult:
         tiny_images(1),
         tiny_images(2),
         workdir=tmp_path / "run",
-        hooks=Hooks(progress=lambda p: seen.append(p.step), should_stop=lambda: len(seen) >= after),
+        # Only the steps done count: progress also reports the start (step 0, no losses yet).
+        hooks=Hooks(
+            progress=lambda p: seen.append(p.step) if p.losses else None,
+            should_stop=lambda: len(seen) >= after,
+        ),
     )
 
 
