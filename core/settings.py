@@ -50,12 +50,29 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(64, description="Most images in one /refine request.")
 
     # --- inference
-    provider: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="onnxruntime execution provider; auto = CUDA when a CUDA device is usable."
+    provider: Literal["auto", "cpu", "cuda", "openvino"] = Field(
+        "auto",
+        description="Inference engine: auto = CUDA where usable, else OpenVINO where its plugin loads, "
+        "else onnxruntime's CPU provider. Whichever is chosen must match the CPU provider within 2 grey "
+        "levels on a probe batch, or the next is used.",
     )
-    intra_op_threads: int = Field(0, description="onnxruntime threads per inference (0 = its default).")
-    batch_max_size: int = Field(16, description="Most images refined in one model call.")
-    batch_max_delay_ms: float = Field(5.0, description="How long a request waits for others to batch with.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="OpenVINO's inference precision; auto = bf16 where the CPU has AMX, else fp32."
+    )
+    intra_op_threads: int = Field(
+        0, description="Threads per inference, for every engine (0 = the engine's default: every core)."
+    )
+    batch_max_size: int = Field(
+        4,
+        description="Most images in one model call (fewer for large images: 4 megapixels in all). Small "
+        'batches keep the model busy while other requests are decoded and encoded (README "Inference '
+        'engine"); on a GPU raise it.',
+    )
+    batch_max_delay_ms: float = Field(
+        0.0,
+        description="How long a request waits for others to batch with. 0: none; under load, requests "
+        "still batch, gathering while the model runs.",
+    )
     batch_queue_size: int = Field(256, description="Images waiting for the model before /refine answers 503.")
     reload_poll_seconds: float = Field(2.0, description="How often the service looks for a newer model.")
     model_cache_size: int = Field(

@@ -2,10 +2,11 @@
 
 Each image waits in a group keyed by (model version, H, W, C), since only images of one
 shape stack into one (B, H, W, C) tensor. One consumer task takes the oldest group and
-sends it to the model when it holds `max_size` images or its first image has waited
-`max_delay`; while a batch runs (in a worker thread, off the event loop), newcomers gather,
-so under load batches fill up by themselves. Every image carries its own future, so each
-answer goes back to the request that sent it. At most `queue_size` images wait; a request
+sends it to the model when it holds `max_size` images (fewer for large images: at most
+MAX_BATCH_PIXELS per call, so a batch of large images cannot take the memory of 64) or its
+first image has waited `max_delay`; while a batch runs (in a worker thread, off the event
+loop), newcomers gather, so under load batches fill up by themselves. Every image carries its
+own future, so each answer goes back to the request that sent it. At most `queue_size` images wait; a request
 that would pass that is refused whole (QueueFull -> 503 with Retry-After).
 """
 
@@ -37,6 +38,10 @@ def _refine_batch(refiner: RefinerSession, stacked: np.ndarray, seeds: list[int]
 
 GroupKey = tuple[str, int, int, int]
 """(model version, H, W, C)"""
+MAX_BATCH_PIXELS = 4 * 1024 * 1024
+"""Most input pixels (H x W per image) in one model call: 64 images of 256 x 256, 4 of 1024 x 1024;
+an engine's working memory grows with it (0.3 to 0.7 GB per million pixels for the bundled refiner,
+bench/results/refine.md)."""
 
 
 class QueueFull(Exception):
@@ -123,25 +128,30 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             key = min(self._groups, key=lambda k: self._groups[k][0].since)
-            await self._fill(self._groups[key])
+            await self._fill(self._groups[key], self._limit(key))
             batch = self._take(key)
             if batch:
                 await self._call_model(batch)
 
-    async def _fill(self, group: deque[_Waiting]) -> None:
-        """Wait until `group` is full or its oldest image has waited max_delay."""
+    async def _fill(self, group: deque[_Waiting], limit: int) -> None:
+        """Wait until `group` holds `limit` images or its oldest image has waited max_delay."""
         loop = asyncio.get_running_loop()
         deadline = group[0].since + self.max_delay_s
-        while len(group) < self.max_size and (remaining := deadline - loop.time()) > 0:
+        while len(group) < limit and (remaining := deadline - loop.time()) > 0:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 return
 
+    def _limit(self, key: GroupKey) -> int:
+        """Images of this group's shape in one call: max_size, fewer where they are large."""
+        _, height, width, _ = key
+        return max(1, min(self.max_size, MAX_BATCH_PIXELS // max(1, height * width)))
+
     def _take(self, key: GroupKey) -> list[_Waiting]:
         group = self._groups[key]
-        taken = [group.popleft() for _ in range(min(self.max_size, len(group)))]
+        taken = [group.popleft() for _ in range(min(self._limit(key), len(group)))]
         if not group:
             del self._groups[key]
         self._waiting -= len(taken)

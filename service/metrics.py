@@ -145,8 +145,15 @@ class Metrics:
         self.registry.register(self.jobs)
         self.active_model = Gauge(
             f"{PREFIX}_active_model",
-            "1 for the model version the service serves, labelled with its execution provider.",
-            ["version", "provider"],
+            "1 for the model version the service serves, labelled with its execution provider and precision.",
+            ["version", "provider", "precision"],
+            registry=self.registry,
+        )
+        self.parity = Gauge(
+            f"{PREFIX}_active_model_parity_grey_levels",
+            "How far the serving engine's output is from onnxruntime's CPU provider in fp32 on the probe "
+            "batch measured at load, in grey levels: the largest difference (max) and the mean.",
+            ["version", "provider", "precision", "stat"],
             registry=self.registry,
         )
 
@@ -167,9 +174,17 @@ class Metrics:
         counter.sources.append(read)
 
     # ---------------------------------------------------------------- updates
-    def set_active_model(self, version: str, provider: str) -> None:
+    def set_active_model(
+        self, version: str, provider: str, precision: str, parity: tuple[int, float] | None = None
+    ) -> None:
+        """`parity`: (largest, mean) difference from the CPU provider in grey levels, when measured."""
         self.active_model.clear()
-        self.active_model.labels(version=version, provider=provider).set(1)
+        self.active_model.labels(version=version, provider=provider, precision=precision).set(1)
+        self.parity.clear()
+        if parity is not None:
+            labels = {"version": version, "provider": provider, "precision": precision}
+            for stat, value in zip(("max", "mean"), parity, strict=True):
+                self.parity.labels(**labels, stat=stat).set(value)
 
     def observe_batch(self, model: str, size: int) -> None:
         self.batch_size.labels(model=model).observe(size)

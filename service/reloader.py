@@ -131,8 +131,14 @@ class Reloader:
             self._cache.pop(refiner.version, None)
         if old is not None:
             self._remember(old)
-        self.metrics.set_active_model(refiner.version, refiner.provider)
-        log.info("serving model %s on %s", refiner.version, refiner.provider)
+        parity = refiner.parity
+        self.metrics.set_active_model(
+            refiner.version,
+            refiner.provider,
+            refiner.precision,
+            None if parity is None else (parity.max_grey_levels, parity.mean_grey_levels),
+        )
+        log.info("serving model %s on %s", refiner.version, refiner.describe())
 
     # ------------------------------------------------------------- on demand
     async def get(self, version: str | None) -> RefinerSession:

@@ -7,22 +7,36 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
+from models.providers import engines
+from simgan.benchmarks.engines import BASELINE
 from simgan.cli import main
 
 
 def test_bench_refine_reports_medians_and_spreads_against_its_baselines(tmp_path: Path) -> None:
     args = ["bench", "refine", "--repeats", "2", "--images", "4", "--requests", "4", "--clients", "2"]
-    assert main([*args, "--http", "", "--out", str(tmp_path)]) == 0  # HTTP: tests/test_bench_http.py
+    # The HTTP half ("--http", "") is tests/test_bench_http.py's.
+    assert main([*args, "--http", "", "--large-side", "16", "--out", str(tmp_path)]) == 0
 
     report = json.loads((tmp_path / "refine.json").read_text())
-    engine = report["engine_images_per_second"]
-    assert set(engine) == {"1", "4", "16", "32"}
-    assert all(
-        figure["n"] == 2 and figure["min"] <= figure["median"] <= figure["max"] for figure in engine.values()
-    )
-    assert report["engine_speedup_vs_batch_1"]["1"]["median"] == pytest.approx(1.0)
+    rows = report["engines"]["rows"]
+    offered = [f"{engine.provider} (service settings)" for engine in engines("auto")]
+    assert {row["engine"] for row in rows} >= {BASELINE, *offered}
+    assert {row["batch"] for row in rows} == {1, 4, 16, 32, 64}
+    speeds = [row["images_per_second"] for row in rows]
+    assert all(s["n"] == 2 and s["min"] <= s["median"] <= s["max"] for s in speeds)
+    baseline = next(row for row in rows if row["engine"] == BASELINE and row["batch"] == 64)
+    assert baseline["ratio_to_baseline_at_largest_batch"]["median"] == pytest.approx(1.0)
+    assert baseline["max_grey_levels_from_baseline"] == 0
+    assert all(row["max_grey_levels_from_baseline"] <= 2 for row in rows)
+    assert report["engines"]["gflop_per_image"] == pytest.approx(0.285, abs=0.001)  # the bundled refiner
+    assert all(row["gflop_per_second"] > 0 and row["share_of_matmul_bound"] > 0 for row in rows)
+    memory = report["engines"]["resident_mb_around_a_large_batch"]
+    assert set(memory) == {"batch", *(row["engine"] for row in rows)}
+    assert set(report["load_average"]) == {"1 min", "5 min"}
     assert len(report["http_requests_per_second"]) == 3
-    assert report["provider"] == "CPUExecutionProvider"
+    settings = {(row["batch_max_size"], row["batch_max_delay_ms"]) for row in report["batcher"]["rows"]}
+    assert (16, 5.0) in settings and (Settings().batch_max_size, Settings().batch_max_delay_ms) in settings
     markdown = (tmp_path / "refine.md").read_text()
     assert report["command"] in markdown
     assert "| 16 clients" not in markdown and "| 2 clients, dynamic batching |" in markdown

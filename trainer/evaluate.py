@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.session import CPU, RefinerSession
+from models.session import RefinerSession, load_refiner
 from trainer import task_models
 from trainer.task_models import TaskBudget
 
@@ -160,10 +160,12 @@ def onnx_refiner(session: RefinerSession) -> RefineFn:
 
 
 def published_refiner(version: str, registry: Any) -> tuple[str, RefineFn]:
-    """(resolved version, refine function) for a model in the registry, after its sha256 check."""
-    card = registry.verify(version)
-    session = RefinerSession(registry.onnx_path(card.version), card, providers=[CPU])
-    return card.version, onnx_refiner(session)
+    """(resolved version, refine function) for a model in the registry, after its sha256 check, on the
+    engine the service would choose (SIMGAN_PROVIDER), so evaluation measures what is served."""
+    from core.settings import get_settings
+
+    session = load_refiner(registry, version, get_settings(), warm_batch_sizes=(1,))
+    return session.version, onnx_refiner(session)
 
 
 def _sample(count: int, limit: int, rng: np.random.Generator) -> np.ndarray:

@@ -3,8 +3,10 @@
 Two questions, each answered on the same warm machine in one run, every figure the median of
 `--repeats` measurements with its min and max (the machines are shared and noisy):
 
-1. Engine: images per second of one onnxruntime session at batch sizes 1, 4, 16, 32, as a ratio to
-   batch 1. This is what dynamic batching can win at most.
+1. Engines (simgan/benchmarks/engines.py): images per second of every engine this machine offers
+   (the plain onnxruntime CPU provider as the baseline, OpenVINO, CUDA, the CPU provider as the
+   service sets it up) at batch sizes 1-64, as ratios to the baseline at batch 64, with GFLOP/s
+   and the share of the machine's own matmul bound measured in the same run.
 2. HTTP: requests per second through the real app (ASGI, in process, no network) for one client
    sending one image at a time (the baseline), and for `--clients` concurrent clients with dynamic
    batching on and off (batch_max_size = 1).
@@ -28,16 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from simgan.benchmarks import batcher, engines
 from simgan.benchmarks.stats import cell, spread
 
 RESULTS = Path("bench/results")
-BATCH_SIZES = (1, 4, 16, 32)
 
 
 def register(benches: argparse._SubParsersAction) -> None:
     parser = benches.add_parser("refine", help="refine throughput: batch sizes and HTTP batching on/off")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per figure (median reported)")
-    parser.add_argument("--images", type=int, default=64, help="images refined per engine measurement")
+    parser.add_argument("--images", type=int, default=256, help="images refined per engine measurement")
+    parser.add_argument("--threads", type=int, default=0, help="engine threads (0: each engine's default)")
+    parser.add_argument("--large-side", type=int, default=512, help="side of the memory test's images")
+    parser.add_argument("--batches", default="1,4,16,32,64", help="engine batch sizes (baseline: largest)")
+    parser.add_argument("--no-http", action="store_true", help="measure the engines only (no app)")
     parser.add_argument("--requests", type=int, default=96, help="requests per HTTP measurement")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--height", type=int, default=35)
@@ -47,16 +53,11 @@ def register(benches: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace) -> list[str]:
-    names = ("repeats", "images", "requests", "clients", "height", "width")
-    return [part for name in names for part in (f"--{name}", str(getattr(args, name)))]
-
-
-def _engine(refiner: Any, images: np.ndarray, batch: int) -> float:
-    """Images per second refining `images` in chunks of `batch`."""
-    started = time.perf_counter()
-    for start in range(0, len(images), batch):
-        refiner.refine(images[start : start + batch])
-    return len(images) / (time.perf_counter() - started)
+    names = ("repeats", "images", "batches", "threads", "large_side", "requests", "clients", "height")
+    names += ("width",)
+    flags = ["--no-http"] if args.no_http else []
+    pairs = [(f"--{name.replace('_', '-')}", str(getattr(args, name))) for name in names]
+    return [part for pair in pairs for part in pair] + flags
 
 
 async def _http(app: Any, png: bytes, requests: int, clients: int) -> float:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.settings import Settings
     from models import Registry
-    from models.session import load_refiner
+    from models.providers import cpu_has_amx
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.images, args.height, args.width, 1), dtype=np.uint8)
@@ -112,31 +113,31 @@ def run(args: argparse.Namespace) -> int:
         card = registry.seed_bundled()
         if card is None:
             raise SystemExit("no bundled default refiner in models/bundled/ (make default-model)")
-        refiner = load_refiner(registry, card.version, Settings(**base))
-        _engine(refiner, images, 8)  # warm-up
-        engine: dict[int, list[float]] = {b: [] for b in BATCH_SIZES}
-        for _ in range(args.repeats):  # interleaved, so drift in machine load hits every batch size alike
-            for batch in BATCH_SIZES:
-                engine[batch].append(_engine(refiner, images, batch))
+        load_average = os.getloadavg()
+        path = registry.onnx_path(card.version)
+        sizes = tuple(int(b) for b in args.batches.split(","))
+        engine = engines.measure(path, card, images, args.repeats, args.threads, args.large_side, sizes)
+        batching = None if args.no_http else batcher.measure(base, png, args.requests, args.repeats)
         http = {
             "one client, one image at a time": {**base, "_clients": 1},
             f"{args.clients} clients, dynamic batching": {**base, "_clients": args.clients},
             f"{args.clients} clients, no batching": {**base, "_clients": args.clients, "batch_max_size": 1},
         }
+        if args.no_http:
+            http = {}
         http_runs = {name: asyncio.run(_http_figures(dict(o), png, args)) for name, o in http.items()}
-    engine_base = spread(engine[1])["median"]
-    http_base = spread(next(iter(http_runs.values())))["median"]
+        load_average = tuple(max(a, b) for a, b in zip(load_average, os.getloadavg(), strict=True))
+    http_base = spread(next(iter(http_runs.values())))["median"] if http_runs else 1.0
     report = {
         "command": shlex.join(["simgan", "bench", "refine", *_options(args)]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}",
-        "provider": refiner.provider,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {_cpu_name()}, AMX "
+        f"{'yes' if cpu_has_amx() else 'no'}",
+        "load_average": {"1 min": round(load_average[0], 2), "5 min": round(load_average[1], 2)},
         "model": {"channels": card.channels, "config": card.config},
         "image": [args.height, args.width, 1],
         "seconds": round(time.perf_counter() - started, 1),
-        "engine_images_per_second": {str(b): spread(v) for b, v in engine.items()},
-        "engine_speedup_vs_batch_1": {
-            str(b): spread([x / engine_base for x in v]) for b, v in engine.items()
-        },
+        "engines": engine,
+        "batcher": batching,
         "http_requests_per_second": {k: spread(v) for k, v in http_runs.items()},
         "http_speedup_vs_one_client": {k: spread([x / http_base for x in v]) for k, v in http_runs.items()},
     }
@@ -147,23 +148,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def markdown(report: dict[str, Any]) -> str:
+    load = report["load_average"]
     lines = [
         "# Refine speed (`simgan bench refine`)",
         "",
         f"Command: `{report['command']}`  ",
-        f"Machine: {report['machine']}; provider {report['provider']}; image {report['image']}; "
-        f"wall time {report['seconds']:.0f} s.  ",
-        "Each cell: median [min, max] over the repeats. Speed-ups are against the first row,",
-        "measured in the same run.",
+        f"Machine: {report['machine']}; highest load average during the run {load['1 min']} (1 min), "
+        f"{load['5 min']} (5 min); image {report['image']}; wall time {report['seconds']:.0f} s.  ",
+        "Each cell: median [min, max] over the repeats. Ratios are against the baseline measured in the",
+        "same run (for engines: the same repeat).",
         "",
-        "| engine batch size | images/s | speed-up vs batch 1 |",
-        "| --- | --- | --- |",
+        *engines.markdown(report["engines"]),
+        *(batcher.markdown(report["batcher"]) if report["batcher"] else []),
     ]
-    for batch, figure in report["engine_images_per_second"].items():
-        lines.append(
-            f"| {batch} | {cell(figure, 1)} | {cell(report['engine_speedup_vs_batch_1'][batch], 2)} |"
-        )
+    if not report["http_requests_per_second"]:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "| HTTP /refine, one 8-bit PNG per request | requests/s | speed-up vs one client |",

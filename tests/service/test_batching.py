@@ -14,6 +14,7 @@ import pytest
 from core.settings import Settings
 from models import ModelCard, Registry
 from models.session import load_refiner
+from service import batching
 from service.main import create_app
 from tests.factories import image_file, random_images, read_image
 
@@ -73,6 +74,28 @@ async def test_images_of_different_shapes_are_batched_separately(
     assert metric(metrics, "simgan_refine_batch_size_count") == 2
 
 
+async def test_large_images_go_to_the_model_in_smaller_batches(
+    make_settings: Callable[..., Settings],
+    gray_model: ModelCard,
+    serve: Serve,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batching, "MAX_BATCH_PIXELS", 2 * 20 * 30)  # two 20 x 30 images per call
+    settings = make_settings(batch_max_size=4, batch_max_delay_ms=30_000)
+    async with serve(create_app(settings)) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post("/refine", files={"image": ("x.png", image_file(p), "image/png")})
+                for p in random_images(4, 20, 30)
+            )
+        )
+        metrics = (await client.get("/metrics")).text
+
+    assert [r.status_code for r in responses] == [200] * 4
+    assert metric(metrics, "simgan_refine_batch_size_count") == 2
+    assert metric(metrics, "simgan_refine_batch_size_sum") == 4
+
+
 async def test_full_queue_answers_503_with_retry_after_and_recovers(
     make_settings: Callable[..., Settings], gray_model: ModelCard, serve: Serve
 ) -> None:
@@ -81,8 +104,9 @@ async def test_full_queue_answers_503_with_retry_after_and_recovers(
     files = [("image", ("x.png", image_file(p), "image/png")) for p in random_images(3, 8, 8)]
     async with serve(app) as client:
         first = asyncio.ensure_future(client.post("/refine", files=files))
-        while app.state.batcher.waiting < 3:  # the first request's 3 images wait for a 4th
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):  # the first request's 3 images wait for a 4th
+            while app.state.batcher.waiting < 3:
+                await asyncio.sleep(0.01)
         refused = await client.post("/refine", files=files)
         filler = await client.post("/refine", files=files[:1])  # the 4th image: the batch is full and runs
         accepted = await first

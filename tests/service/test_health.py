@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from core.settings import Settings
+from models.providers import engines
+from models.session import PARITY_GREY_LEVELS
 from service.main import create_app
 
 if TYPE_CHECKING:
@@ -30,11 +32,18 @@ async def test_readiness_is_503_before_any_model_exists_while_liveness_is_200(
     assert "no model is published yet" in ready.json()["detail"]
 
 
-async def test_readiness_names_the_loaded_version_and_provider(client: httpx.AsyncClient) -> None:
+async def test_readiness_names_the_loaded_version_provider_precision_and_parity(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "model": "v1", "provider": "CPUExecutionProvider"}
+    body = response.json()
+    expected = engines("auto")[0]  # the first engine offered serves the tiny model wherever it works
+    assert (body["status"], body["model"]) == ("ready", "v1")
+    assert (body["provider"], body["precision"]) == (expected.provider, expected.precision)
+    assert 0 <= body["parity_max_grey_levels"] <= PARITY_GREY_LEVELS
+    assert 0 <= body["parity_mean_grey_levels"] <= body["parity_max_grey_levels"]
 
 
 async def test_metrics_count_requests_by_route_and_status_and_name_the_active_model(
@@ -50,7 +59,10 @@ async def test_metrics_count_requests_by_route_and_status_and_name_the_active_mo
     text = response.text
     assert 'simgan_http_requests_total{method="GET",route="/models/{version}",status="200"} 1.0' in text
     assert 'simgan_http_requests_total{method="GET",route="/models/{version}",status="404"} 1.0' in text
-    assert 'simgan_active_model{provider="CPUExecutionProvider",version="v1"} 1.0' in text
+    engine = engines("auto")[0]
+    labels = f'precision="{engine.precision}",provider="{engine.provider}"'
+    assert f'simgan_active_model{{{labels},version="v1"}} 1.0' in text
+    assert f'simgan_active_model_parity_grey_levels{{{labels},stat="max",version="v1"}}' in text
     assert "simgan_http_request_duration_seconds_bucket" in text
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from core.settings import Settings
 from models import ModelCard, Registry
+from models.providers import engines
 from service.main import create_app
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ async def test_activate_pins_and_swaps_then_latest_follows_the_newest_again(
     ready_latest = await two_models.get("/readyz")
 
     assert pinned.status_code == 200
-    assert pinned.json() == {"pinned": "v1", "serving": "v1", "provider": "CPUExecutionProvider"}
+    assert pinned.json() == {"pinned": "v1", "serving": "v1", "provider": engines("auto")[0].provider}
     assert ready_pinned.json()["model"] == "v1"
     assert unpinned.status_code == 200
     assert (unpinned.json()["pinned"], unpinned.json()["serving"]) == (None, "v2")

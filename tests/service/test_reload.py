@@ -17,6 +17,7 @@ import pytest
 
 from core.settings import Settings
 from models import ModelCard, Registry
+from models.providers import engines
 from models.session import load_refiner
 from service.main import create_app
 from tests.factories import image_file, random_images, read_image
@@ -148,7 +149,9 @@ async def test_newer_good_model_after_a_broken_one_is_loaded(
         await wait_until_serving(client, "v3")
         metrics = (await client.get("/metrics")).text
 
-    assert 'simgan_active_model{provider="CPUExecutionProvider",version="v3"} 1.0' in metrics
+    engine = engines("auto")[0]
+    labels = f'precision="{engine.precision}",provider="{engine.provider}",version="v3"'
+    assert f"simgan_active_model{{{labels}}} 1.0" in metrics
     assert 'version="v1"' not in metrics.split("simgan_active_model")[-1]
 
 

@@ -26,7 +26,14 @@ async def readyz(reloader: ReloaderDep) -> Readiness:
     refiner = reloader.current
     if refiner is None:
         raise NotReady(f"not ready: {reloader.waiting_for}")  # 503 with Retry-After, as /refine says it
-    return Readiness(model=refiner.version, provider=refiner.provider)
+    parity = refiner.parity
+    return Readiness(
+        model=refiner.version,
+        provider=refiner.provider,
+        precision=refiner.precision,
+        parity_max_grey_levels=None if parity is None else parity.max_grey_levels,
+        parity_mean_grey_levels=None if parity is None else parity.mean_grey_levels,
+    )
 
 
 @router.get(

@@ -12,4 +12,13 @@ class Liveness(BaseModel):
 class Readiness(BaseModel):
     status: str = "ready"
     model: str = Field(description="Version of the refiner serving /refine.")
-    provider: str = Field(description="onnxruntime execution provider in use, e.g. CPUExecutionProvider.")
+    provider: str = Field(
+        description="onnxruntime execution provider in use: CUDAExecutionProvider, OpenVINOExecutionProvider "
+        "or CPUExecutionProvider."
+    )
+    precision: str = Field(description="Inference precision of that provider: fp32 or bf16.")
+    parity_max_grey_levels: int | None = Field(
+        description="Largest difference, in grey levels, between this provider's output and onnxruntime's "
+        "CPU provider in fp32 on the probe batch refined at load (0 when the CPU provider serves)."
+    )
+    parity_mean_grey_levels: float | None = Field(description="Mean difference on that probe batch.")
