@@ -32,9 +32,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """The values of config `precision` (core.train_config.CHOICES repeats them, torch-free)."""
 
 CPU_AUTO = "fp32"
-"""What `precision=auto` means on the CPU. bf16 + channels_last runs the refiner's forward about 2x
-faster where AMX is present, but it stays opt-in (`precision=bf16`) until the domain suite shows
-that it trains refiners as good as fp32 ones (README, "Training precision")."""
+"""What `precision=auto` means on the CPU. bf16 + channels_last is opt-in (`precision=bf16`): where
+AMX is present it should pay, but that was not measured, and without AMX it trained at half fp32's
+speed while the quick domain suite showed no evidence of equal quality (bench/results/precision_cpu.md)."""
 
 NATIVE_BF16_CAPABILITY = (8, 0)
 """CUDA compute capability from which bf16 runs on tensor cores (Ampere); below it torch emulates it."""
