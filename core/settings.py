@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         ge=1,
         description="API processes `simgan serve` starts on its port, each with its own model and "
         "batcher; with more than one and `SIMGAN_INTRA_OP_THREADS` 0, each gets the CPU cores divided "
-        'among them. README "Speed" says when more than one pays.',
+        'among them. README "Benchmarks" says when more than one pays.',
     )
 
     # --- /refine limits

@@ -48,4 +48,4 @@ def test_bench_refine_measures_each_http_form_and_process_count_against_plain_on
     assert report["api_providers"] and report["load_average_1min"]["n"] == 1
     markdown = (tmp_path / "refine_http.md").read_text()
     assert report["command"] in markdown and "| raw, 1 image/request, 2 clients, 1 process |" in markdown
-    assert "--http raw:1:2:1,json:3:1:1,multipart:2:2:2" in report["command"]
+    assert "--http=raw:1:2:1,json:3:1:1,multipart:2:2:2" in report["command"]

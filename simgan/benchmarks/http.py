@@ -278,17 +278,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def http_command(args: argparse.Namespace) -> list[str]:
-    return [
-        "--http",
-        args.http,
-        "--http-repeats",
-        str(args.http_repeats),
-        "--http-seconds",
-        str(args.http_seconds),
-    ]
-
-
 def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
     """Measure the HTTP cases with the bundled default refiner; write refine_http.json and .md."""
     from core.settings import Settings
@@ -331,7 +320,8 @@ def http_markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`  ",
         f"Machine: {report['machine']}, load average (1 min) at each repeat {cell(load, 1)}; the API's "
         f"provider {', '.join(report['api_providers'])}; image {report['image']}; wall time "
-        f"{report['seconds']:.0f} s.  ",
+        f"{report['seconds']:.0f} s. The machine's cores are shared: other work ran while this ran, as "
+        "the load average says.  ",
         "Each cell: median [min, max] over the repeats; every ratio is against the baseline measured in",
         "the same repeat. The API runs as `simgan serve` runs it (uvicorn, `SIMGAN_API_PROCESSES`",
         "processes); the load comes from this process over keep-alive connections, each client waiting",

@@ -328,15 +328,25 @@ def register_refine(benches: argparse._SubParsersAction) -> None:
     def run_both(args: argparse.Namespace) -> int:
         code: int = engine(args)
         if code == 0 and not getattr(args, "no_http", False):  # --no-http: the engines only
-            options = [f"--{k}={v}" for k, v in sorted(vars(args).items()) if k in ENGINE_OPTIONS]
-            http.run(args, shlex.join(["simgan", "bench", "refine", *options, *http.http_command(args)]))
+            http.run(args, shlex.join(["simgan", "bench", "refine", *spelled_out(parser, args)]))
         return code
 
     parser.set_defaults(run=run_both)
 
 
-ENGINE_OPTIONS = ("height", "width", "out")
-"""The engine bench's options the HTTP half uses too (named in its command line)."""
+def spelled_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """Every option of `parser` with its value in `args`: the command line that repeats this run."""
+    parts = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        if isinstance(action, argparse._StoreTrueAction):
+            parts += [action.option_strings[0]] if value else []
+        else:
+            parts.append(f"{action.option_strings[0]}={value}")
+    return parts
+
 
 BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "quality": register_quality,
