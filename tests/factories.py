@@ -105,9 +105,17 @@ def run_queued_jobs(redis_url: str, *queues: str) -> None:
     import redis
     from rq import SimpleWorker
 
+    from jobs.queue import SERIALIZER
+    from jobs.worker import OnlyOurJobs
+
+    class Worker(OnlyOurJobs, SimpleWorker):
+        pass
+
     connection = redis.Redis.from_url(redis_url)
     try:
-        SimpleWorker(list(queues), connection=connection).work(burst=True, logging_level="WARNING")
+        Worker(list(queues), connection=connection, serializer=SERIALIZER).work(
+            burst=True, logging_level="WARNING"
+        )
     finally:
         connection.close()
 

@@ -39,7 +39,7 @@ def test_jobs_are_enqueued_by_dotted_path_with_finite_timeouts(
 ) -> None:
     record = enqueue_train_job(connection, jobs_settings)
 
-    job = Job.fetch(record.id, connection=connection)
+    job = Job.fetch(record.id, connection=connection, serializer=queue.SERIALIZER)
     assert job.func_name == "jobs.train.run_train_job"
     assert job.timeout == jobs_settings.train_job_timeout
     assert job.result_ttl == jobs_settings.job_result_ttl
@@ -146,7 +146,9 @@ def test_a_job_is_abandoned_after_three_missed_heartbeats(
     train = worker.build_worker(
         ["train"], connection, jobs_settings.model_copy(update={"worker_heartbeat_seconds": 2})
     )
-    job = Job.fetch(enqueue_train_job(connection, jobs_settings).id, connection=connection)
+    job = Job.fetch(
+        enqueue_train_job(connection, jobs_settings).id, connection=connection, serializer=queue.SERIALIZER
+    )
 
     assert train.get_heartbeat_ttl(job) == 6
     assert train.get_heartbeat_ttl(job, working_time=jobs_settings.train_job_timeout - 1) == 5

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
+from jobs import queue
 from models import ModelCard
 from service.main import create_app
 from service.redis_server import EmbeddedRedis
@@ -57,7 +58,8 @@ def test_with_redis_down_refine_works_and_job_and_dataset_writes_answer_503_sayi
         response = api.request(method, path, json=body)
         assert response.status_code == 503, (method, path, response.text)
         detail = response.json()["detail"]
-        assert f"Redis at {private_redis.url} is unreachable" in detail
+        assert f"Redis at {queue.public_url(private_redis.url)} is unreachable" in detail
+        assert private_redis.password not in detail
         assert "until it is back" in detail
     assert api.get("/datasets").status_code == 200
     assert api.get("/healthz").status_code == 200

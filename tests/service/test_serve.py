@@ -9,10 +9,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from jobs.queue import public_url
 from service.redis_server import free_port, pid_alive
 from service.supervisor import descendants
 from tests.factories import kill_serve, serve_env, start_serve, wait_until_up
@@ -106,7 +108,8 @@ def test_the_private_redis_url_is_written_under_home_kept_across_restarts_and_sh
 
     assert stat.S_IMODE(url_file.stat().st_mode) == 0o600
     assert status.returncode == 0, status.stderr
-    assert f"redis: {first_url}" in status.stdout
+    assert f"redis: {public_url(first_url)}" in status.stdout  # never the password
+    assert urlsplit(first_url).password and urlsplit(first_url).password not in status.stdout
     assert f'rq info --url "$(cat {url_file})"' in status.stdout
     assert "queue train: 0 queued, 0 running, 0 failed" in status.stdout
     assert "workers: 2" in status.stdout

@@ -21,6 +21,7 @@ from rq.job import Job
 
 from core.datasets import DatasetStore
 from core.settings import Settings, get_settings
+from jobs.queue import SERIALIZER
 from models import Registry
 from service.main import create_app
 from service.redis_server import pid_alive
@@ -215,7 +216,8 @@ def test_a_train_job_run_again_after_it_published_does_not_publish_a_second_mode
     run_queued_jobs(redis_url, "train")
     # As when a worker dies after publishing, while evaluating: rq runs the same job again.
     connection = redis.Redis.from_url(redis_url)
-    Queue("train", connection=connection).enqueue_job(Job.fetch(job_id, connection=connection))
+    train = Queue("train", connection=connection, serializer=SERIALIZER)
+    train.enqueue_job(Job.fetch(job_id, connection=connection, serializer=SERIALIZER))
 
     run_queued_jobs(redis_url, "train")
 
