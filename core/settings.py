@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.layout import DATA_DIR, JOBS_DIR, MODELS_DIR, RESULTS_DIR
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         "batcher; with more than one and `SIMGAN_INTRA_OP_THREADS` 0, each gets the CPU cores divided "
         'among them. README "Benchmarks" says when more than one pays.',
     )
+    api_keys: str = Field(
+        "",
+        description="Comma-separated `scope:key` pairs (scopes `refine`: POST /refine and reading models; "
+        "`admin`: everything); clients send `Authorization: Bearer KEY`. Unset: no keys, and `simgan "
+        "serve` binds only loopback addresses.",
+    )
 
     # --- /refine limits
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Largest /refine request body.")
@@ -67,6 +73,13 @@ class Settings(BaseSettings):
         description="Most images in one model call (fewer for large images: 4 megapixels in all). Small "
         'batches keep the model busy while other requests are decoded and encoded (README "Inference '
         'engine"); on a GPU raise it.',
+    )
+    max_call_pixels: int = Field(
+        512 * 512,
+        ge=4096,
+        description="Most input pixels (images x height x width) in one model call: the engine's working "
+        "memory grows with them. A batch over it is split; an image over it is refined in overlapping "
+        "tiles whose output equals the untiled one.",
     )
     batch_max_delay_ms: float = Field(
         0.0,
@@ -137,6 +150,17 @@ class Settings(BaseSettings):
 
     log_level: str = Field("info", description="Log level of the service and workers.")
 
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_scope_key_pairs(cls, value: str) -> str:
+        parse_api_keys(value)
+        return value
+
+    @property
+    def key_scopes(self) -> dict[str, str]:
+        """API key -> its scope (`refine` or `admin`); empty when no keys are set."""
+        return parse_api_keys(self.api_keys)
+
     @property
     def models_path(self) -> Path:
         return self.model_dir or self.home / MODELS_DIR
@@ -152,6 +176,33 @@ class Settings(BaseSettings):
     def result_path(self, job_id: str) -> Path:
         """Where a bulk refine job's zip lands: SIMGAN_HOME/results/<job id>.zip."""
         return self.home / RESULTS_DIR / f"{job_id}.zip"
+
+
+API_SCOPES = ("refine", "admin")
+MIN_KEY_LENGTH = 16
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """`refine:KEY1,admin:KEY2` -> {KEY1: "refine", KEY2: "admin"}; ValueError saying what is wrong
+    (never quoting a key, which would put it in logs)."""
+    scopes: dict[str, str] = {}
+    for number, item in enumerate((part.strip() for part in text.split(",")), start=1):
+        if not item:
+            continue
+        scope, _, key = item.partition(":")
+        if scope not in API_SCOPES or not key:
+            raise ValueError(
+                f"SIMGAN_API_KEYS entry {number} is not `scope:key` with scope one of {', '.join(API_SCOPES)}"
+            )
+        if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
+            raise ValueError(
+                f"SIMGAN_API_KEYS entry {number}: a key needs at least {MIN_KEY_LENGTH} characters and no "
+                "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if key in scopes:
+            raise ValueError(f"SIMGAN_API_KEYS entry {number} repeats a key")
+        scopes[key] = scope
+    return scopes
 
 
 @lru_cache

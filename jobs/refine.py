@@ -24,6 +24,7 @@ from jobs.context import JobContext
 from models import Registry
 from models.noise import DEFAULT_SEED
 from models.session import load_refiner
+from models.tiling import refine_within_budget
 
 
 def run_refine_job(dataset: str, model: str, seed: int = DEFAULT_SEED) -> dict[str, Any] | Retry:
@@ -52,9 +53,9 @@ def run_refine_job(dataset: str, model: str, seed: int = DEFAULT_SEED) -> dict[s
                     archive.close()
                     partial.unlink(missing_ok=True)
                     return {"canceled": True, "images": start} if job.cancel_requested else job.retry_later()
-                refined = refiner.refine(
-                    np.ascontiguousarray(images[start : start + batch]), seed
-                )  # (b, H, W, C)
+                part = np.ascontiguousarray(images[start : start + batch])
+                # (b, H, W, C), in model calls of at most max_call_pixels (tiles past it)
+                refined = refine_within_budget(refiner, part, settings.max_call_pixels, [seed] * len(part))
                 for name, pixels in zip(names[start : start + batch], refined, strict=True):
                     archive.writestr(name, encode_png(pixels))
                 done = start + len(refined)

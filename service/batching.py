@@ -23,17 +23,10 @@ import numpy as np
 
 from models.noise import DEFAULT_SEED
 from models.session import RefinerSession
+from models.tiling import budget_calls
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def _refine_batch(refiner: RefinerSession, stacked: np.ndarray, seeds: list[int]) -> np.ndarray:
-    """One model call on (B, H, W, C) images from requests that may each have their own seed."""
-    if not refiner.stochastic:
-        return refiner.refine(stacked)
-    noise = np.concatenate([refiner.noise(stacked[i : i + 1], seed) for i, seed in enumerate(seeds)])
-    return refiner.refine(stacked, noise=noise)
 
 
 GroupKey = tuple[str, int, int, int]
@@ -69,8 +62,16 @@ class _Waiting:
 
 
 class Batcher:
-    def __init__(self, metrics: Metrics, max_size: int, max_delay_s: float, queue_size: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        max_size: int,
+        max_delay_s: float,
+        queue_size: int,
+        call_pixels: int = 512 * 512,
+    ) -> None:
         self.metrics = metrics
+        self.call_pixels = call_pixels
         self.max_size = max(1, max_size)
         self.max_delay_s = max(0.0, max_delay_s)
         self.queue_size = queue_size
@@ -157,14 +158,20 @@ class Batcher:
         self._waiting -= len(taken)
         return [item for item in taken if not item.future.done()]  # skip requests that went away
 
-    async def _call_model(self, batch: list[_Waiting]) -> None:
+    async def _call_model(self, batch: list[_Waiting], between: bool = True) -> None:
         refiner = batch[0].refiner
         stacked = np.stack([item.image for item in batch])  # (B, H, W, C)
         seeds = [item.seed for item in batch]
+        refined = np.empty_like(stacked)
+        loop = asyncio.get_running_loop()
         try:
-            refined = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _refine_batch, refiner, stacked, seeds
-            )
+            # Calls of at most call_pixels each (models/tiling.py); between two of them, the small
+            # batches waiting meanwhile get their turn, so one request of large images holds no one up.
+            calls = list(budget_calls(refiner, stacked, seeds, self.call_pixels, refined))
+            for number, call in enumerate(calls):
+                if number and between:
+                    await self._serve_small(exclude=(refiner.version, *stacked.shape[1:]))
+                await loop.run_in_executor(self._executor, call)
         except Exception as exc:
             log.exception("model %s failed on a batch of %d", refiner.version, len(batch))
             for item in batch:
@@ -175,3 +182,16 @@ class Batcher:
         for item, image in zip(batch, refined, strict=True):
             if not item.future.done():
                 item.future.set_result(image)
+
+    async def _serve_small(self, exclude: tuple[object, ...]) -> None:
+        """One batch of every waiting group whose images fit one model call, oldest first."""
+        small = [
+            key
+            for key in sorted(self._groups, key=lambda k: self._groups[k][0].since)
+            if key != exclude and key[1] * key[2] <= self.call_pixels
+        ]
+        for key in small:
+            if key in self._groups:
+                batch = self._take(key)
+                if batch:
+                    await self._call_model(batch, between=False)

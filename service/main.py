@@ -18,6 +18,8 @@ from core.settings import Settings, get_settings
 from jobs import counters, queue
 from models.registry import Registry
 from service.api import openapi
+from service.api.auth import AUTH_RESPONSES, SameOriginWrites
+from service.api.deps import AdminKey, RefineKey
 from service.api.errors import install_error_handlers
 from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
 from service.api.routes import models as model_routes  # not the models/ package
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_size=settings.batch_max_size,
             max_delay_s=settings.batch_max_delay_ms / 1000,
             queue_size=settings.batch_queue_size,
+            call_pixels=settings.max_call_pixels,
         )
         app.state.batcher = batcher
         if settings.seed_bundled:
@@ -103,12 +106,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     openapi.install(app)
     install_docs(app)
+    app.state.key_scopes = settings.key_scopes
+    # Keys (when SIMGAN_API_KEYS is set): probes open, refine and model reads need `refine`, the rest
+    # `admin`; activating a model asks for `admin` on its own route (service.api.routes.models).
     app.include_router(health.router)
-    app.include_router(refine.router)
-    app.include_router(model_routes.router)
-    app.include_router(datasets.router)
-    app.include_router(train_jobs.router)
-    app.include_router(refine_jobs.router)
+    app.include_router(refine.router, dependencies=[RefineKey], responses=AUTH_RESPONSES)
+    app.include_router(model_routes.router, dependencies=[RefineKey], responses=AUTH_RESPONSES)
+    app.include_router(datasets.router, dependencies=[AdminKey], responses=AUTH_RESPONSES)
+    app.include_router(train_jobs.router, dependencies=[AdminKey], responses=AUTH_RESPONSES)
+    app.include_router(refine_jobs.router, dependencies=[AdminKey], responses=AUTH_RESPONSES)
     register_queue_metrics(metrics, settings)
+    app.add_middleware(SameOriginWrites)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

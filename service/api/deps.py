@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
 
 from core.datasets import DatasetStore
 from core.errors import ClientError
@@ -20,6 +21,7 @@ from core.settings import Settings
 from jobs import queue
 from models.noise import MAX_SEED
 from models.registry import Registry
+from service.api.auth import bearer, check_key
 from service.batching import Batcher
 from service.metrics import Metrics
 from service.reloader import Reloader
@@ -106,3 +108,22 @@ SeedQuery = Annotated[
         "same seed gives the same output. Deterministic models ignore it.",
     ),
 ]
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+
+
+def require_refine(request: Request, credentials: Credentials) -> None:
+    """A key of scope `refine` or `admin`, when SIMGAN_API_KEYS is set (service.api.auth)."""
+    check_key(request, credentials, request.app.state.key_scopes, "refine")
+
+
+def require_admin(request: Request, credentials: Credentials) -> None:
+    """A key of scope `admin`, when SIMGAN_API_KEYS is set (service.api.auth)."""
+    check_key(request, credentials, request.app.state.key_scopes, "admin")
+
+
+RefineKey = Depends(require_refine)
+"""For `dependencies=[RefineKey]`: POST /refine and reading models."""
+AdminKey = Depends(require_admin)
+"""For `dependencies=[AdminKey]`: everything else that is not a probe."""

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from core.errors import ClientError
 from jobs.queue import JobAlreadyFinished, JobNotFound, RedisUnavailable
 from models.registry import ModelNotFound, RegistryError
+from service.api.auth import AuthError, auth_error_response
 from service.batching import BatcherStopped, QueueFull
 from service.reloader import ModelLoadError, NotReady
 
@@ -35,6 +36,11 @@ def describe_validation(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()))
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is not valid"
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    return auth_error_response(exc)
 
 
 async def _client_error(request: Request, exc: Exception) -> JSONResponse:
@@ -104,6 +110,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _client_error)
+    app.add_exception_handler(AuthError, _auth_error)
     # ModelNotFound is a RegistryError; any RegistryError reaching a route is a bad version name.
     app.add_exception_handler(ModelNotFound, _not_found)
     app.add_exception_handler(RegistryError, _not_found)

@@ -25,6 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1, localhost); 0.0.0.0 and :: are all."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
     import signal
@@ -34,6 +46,14 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    if not settings.api_keys and not is_loopback(host):
+        print(
+            f"simgan serve: refusing to bind {host}: without API keys anyone who reaches the port could "
+            "delete datasets, cancel jobs and activate models. Set SIMGAN_API_KEYS (e.g. "
+            "'admin:<key>,refine:<key>', README \"Security\"), or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if settings.redis_url:
         import uvicorn

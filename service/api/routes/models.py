@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from models.card_text import card_markdown
 from models.registry import RegistryError
-from service.api.deps import RegistryDep, ReloaderDep
+from service.api.deps import AdminKey, RegistryDep, ReloaderDep
 from service.api.responses import MODEL_NOT_FOUND
 from service.api.schemas import Activation, ModelList, Problem
 
@@ -77,6 +77,7 @@ async def download_onnx(version: str, registry: RegistryDep) -> FileResponse:
     summary="Pin the service to a version (`latest`: follow the newest again)",
     description="The model is loaded and warmed up before it is pinned; one that cannot serve is refused.",
     responses={**MODEL_NOT_FOUND, 422: {"model": Problem, "description": "The model cannot serve"}},
+    dependencies=[AdminKey],  # changes what every client gets: not for a `refine` key
 )
 async def activate(version: str, reloader: ReloaderDep) -> Activation:
     refiner = await asyncio.to_thread(reloader.activate, version)
