@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from rq import SpawnWorker, Worker
 from rq.job import Job
+from rq.worker.base import BaseWorker
 
 from core.settings import Settings
 from jobs.queue import ALLOWED_FUNCTIONS, SERIALIZER, TRAIN_QUEUE
@@ -28,7 +29,7 @@ class ForeignJob(RuntimeError):
     """A job that names a callable other than the product's own job functions."""
 
 
-class OnlyOurJobs(Worker):
+class OnlyOurJobs(BaseWorker):
     """Runs only jobs.queue.ALLOWED_FUNCTIONS: any other job fails, unretried, without running.
 
     Whoever can write to Redis can enqueue a job naming any importable callable (`os.system`);
@@ -89,7 +90,7 @@ def _refusal(job: Job, also: str = "") -> str | None:
     return None
 
 
-class _ResumingWorker(OnlyOurJobs):
+class _ResumingWorker(OnlyOurJobs, Worker):
     """What our workers add to rq's: short, configurable heartbeats, and stop = checkpoint + requeue.
 
     - A job is abandoned when its worker misses 3 heartbeats (rq's own grace is a fixed 60 s).

@@ -36,6 +36,9 @@ CARD_NAME = "card.json"
 README_NAME = "README.md"
 """The card for people (models.card_text), beside card.json: rewritten when an evaluation is recorded."""
 ACTIVE_NAME = "ACTIVE"
+UNLOADABLE_NAME = "unloadable.json"
+"""Written by a service that could not load a version: {"reason", "onnx_mtime_ns", "onnx_size"}. It
+holds while the ONNX file is the one that failed; nothing resolves `active` to such a version."""
 METRICS_NAME = "metrics.json"
 """Evaluations recorded after publication, beside the immutable card: {"evaluations": [record, ...]}."""
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -90,9 +93,35 @@ class Registry:
         text = path.read_text().strip()
         return text or None
 
+    def unloadable(self, version: str) -> str | None:
+        """Why a service could not load `version`, while its ONNX file is the one that failed; else None."""
+        try:
+            record = json.loads((self.root / version / UNLOADABLE_NAME).read_text())
+            stat = (self.root / version / ONNX_NAME).stat()
+        except (OSError, ValueError):
+            return None
+        if record.get("onnx_mtime_ns") != stat.st_mtime_ns or record.get("onnx_size") != stat.st_size:
+            return None  # the file was replaced since: worth another try
+        return str(record.get("reason") or "it could not be loaded")
+
+    def mark_unloadable(self, version: str, reason: str) -> None:
+        """Record that `version` cannot serve (best effort: a read-only registry only logs it)."""
+        stat = (self.root / version / ONNX_NAME).stat()
+        record = {"reason": reason, "onnx_mtime_ns": stat.st_mtime_ns, "onnx_size": stat.st_size}
+        atomic_write_bytes(self.root / version / UNLOADABLE_NAME, json.dumps(record).encode())
+
+    def clear_unloadable(self, version: str) -> None:
+        (self.root / version / UNLOADABLE_NAME).unlink(missing_ok=True)
+
+    def newest_loadable(self) -> str | None:
+        """The newest version not marked unloadable."""
+        return next((v for v in reversed(self.versions()) if self.unloadable(v) is None), None)
+
     def newest_self_activating(self) -> str | None:
-        """The newest version whose card lets the service switch to it by itself (`auto_activate`)."""
+        """The newest loadable version whose card lets the service switch to it by itself."""
         for version in reversed(self.versions()):
+            if self.unloadable(version) is not None:
+                continue
             try:
                 if self.get(version).auto_activate:
                     return version
@@ -105,9 +134,10 @@ class Registry:
 
         `active` is the pinned version (ACTIVE) if there is one, else the newest that activates itself;
         a registry none of whose models does serves its newest, so a published model is never idle.
+        Versions marked unloadable are never picked that way (only by naming them or pinning).
         """
         if version == "active" and self.pinned() is None:
-            version = self.newest_self_activating() or "latest"
+            version = self.newest_self_activating() or self.newest_loadable() or "latest"
         if version == "latest":
             latest = self.latest()
             if latest is None:

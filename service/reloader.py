@@ -194,14 +194,27 @@ class Reloader:
         if fingerprint in self._failed:
             raise ModelLoadError(self._failed[fingerprint])
         try:
-            return load_refiner(self.registry, version, self.settings)
+            refiner = load_refiner(self.registry, version, self.settings)
         except ModelNotFound:
             raise
         except (RegistryError, RefinerError) as exc:
             message = f"model {version} cannot serve: {exc}"
         except Exception as exc:  # anything else a broken model can make onnxruntime raise
             message = f"model {version} cannot serve: {type(exc).__name__}: {exc}"
+        else:
+            if self.registry.unloadable(version) is not None:
+                self.registry.clear_unloadable(version)
+            return refiner
         self._failed[fingerprint] = message
         serving = self._current.version if self._current else "none"
         log.error("%s; skipping it (still serving: %s)", message, serving)
+        try:  # so that `active` (here, in GET /models, in every worker) never names it again
+            self.registry.mark_unloadable(version, message)
+        except OSError as exc:
+            log.warning("could not mark %s unloadable in the registry: %s", version, exc)
         raise ModelLoadError(message)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Why each version this service could not load was skipped ("model v3 cannot serve: ...")."""
+        return [self._failed[key] for key in sorted(self._failed, key=lambda k: version_number(k[0]))]

@@ -44,6 +44,7 @@ async def test_readiness_names_the_loaded_version_provider_precision_and_parity(
     assert (body["provider"], body["precision"]) == (expected.provider, expected.precision)
     assert 0 <= body["parity_max_grey_levels"] <= PARITY_GREY_LEVELS
     assert 0 <= body["parity_mean_grey_levels"] <= body["parity_max_grey_levels"]
+    assert body["skipped"] == []
 
 
 async def test_metrics_count_requests_by_route_and_status_and_name_the_active_model(

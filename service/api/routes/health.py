@@ -33,6 +33,7 @@ async def readyz(reloader: ReloaderDep) -> Readiness:
         precision=refiner.precision,
         parity_max_grey_levels=None if parity is None else parity.max_grey_levels,
         parity_mean_grey_levels=None if parity is None else parity.mean_grey_levels,
+        skipped=reloader.skipped,
     )
 
 

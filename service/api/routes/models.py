@@ -30,7 +30,10 @@ async def list_models(registry: RegistryDep, reloader: ReloaderDep) -> ModelList
         active=active,
         pinned=registry.pinned(),
         serving=serving.version if serving else None,
-        models=[card.to_dict() for card in registry.list()],
+        # `unloadable`: why a service could not load it (null when it can); such a version is never active.
+        models=[
+            {**card.to_dict(), "unloadable": registry.unloadable(card.version)} for card in registry.list()
+        ],
     )
 
 

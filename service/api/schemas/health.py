@@ -22,3 +22,8 @@ class Readiness(BaseModel):
         "CPU provider in fp32 on the probe batch refined at load (0 when the CPU provider serves)."
     )
     parity_mean_grey_levels: float | None = Field(description="Mean difference on that probe batch.")
+    skipped: list[str] = Field(
+        default_factory=list,
+        description="Published versions this service could not load, each with why; none of them is served "
+        "or picked as `active` (GET /models marks them `unloadable`).",
+    )

@@ -11,7 +11,9 @@ class ModelList(BaseModel):
     active: str | None = Field(description="Version the registry names active (pinned, else the newest).")
     pinned: str | None = Field(description="Version pinned by POST /models/{version}/activate, if any.")
     serving: str | None = Field(description="Version this process has loaded and serves.")
-    models: list[dict[str, Any]] = Field(description="Model cards, oldest first.")
+    models: list[dict[str, Any]] = Field(
+        description="Model cards, oldest first; `unloadable` says why one cannot serve (null if it can)."
+    )
 
 
 class Activation(BaseModel):
