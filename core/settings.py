@@ -139,8 +139,15 @@ class Settings(BaseSettings):
     )
     refine_job_batch_size: int = Field(64, description="Images per model call in a bulk refine job.")
     redis_timeout_seconds: float = Field(
-        2.0,
+        0.5,
+        gt=0,
         description="Connect and reply timeout of the API's Redis calls; past it, job endpoints answer 503.",
+    )
+    redis_recheck_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="After Redis failed to answer, how long the API answers 503 (Retry-After) at once, "
+        "without waiting on Redis again: a stalled Redis ties up no threads.",
     )
     shutdown_grace_seconds: float = Field(
         15.0,

@@ -8,6 +8,7 @@ rq objects. The worker side (worker classes, what a running job gets) is jobs.wo
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -69,7 +70,11 @@ _STATES = {
 
 
 class RedisUnavailable(RuntimeError):
-    """Redis cannot be reached; the message says what is wrong and what to do."""
+    """Redis cannot be reached; the message says what is wrong and what to do, `retry_after` when."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class JobNotFound(LookupError):
@@ -88,16 +93,28 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def unavailable(url: str | None) -> RedisUnavailable:
+def unavailable(url: str | None, retry_after: float = 5) -> RedisUnavailable:
     if not url:
         return RedisUnavailable(
             "no Redis is configured, so jobs and dataset uploads are unavailable: set REDIS_URL, "
-            "or start everything with `simgan serve`"
+            "or start everything with `simgan serve`",
+            retry_after=60,
         )
     return RedisUnavailable(
         f"Redis at {public_url(url)} is unreachable; jobs and dataset uploads are unavailable until it is "
-        "back (start Redis or fix REDIS_URL). /refine keeps working."
+        "back (start Redis or fix REDIS_URL). /refine keeps working.",
+        retry_after=max(1, math.ceil(retry_after)),
     )
+
+
+_down_until: dict[str, float] = {}
+"""Redis URL -> monotonic time before which the API does not try it again (it just failed)."""
+
+
+def mark_down(settings: Settings) -> None:
+    """Redis failed to answer: for redis_recheck_seconds, connect() refuses at once."""
+    if settings.redis_url:
+        _down_until[settings.redis_url] = time.monotonic() + settings.redis_recheck_seconds
 
 
 @lru_cache(maxsize=8)
@@ -108,7 +125,7 @@ def _client(url: str, timeout: float) -> redis.Redis:
         url,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
-        retry=RedisRetry(NoBackoff(), 1),  # one quick redial, then 503: a dead Redis answers fast
+        retry=RedisRetry(NoBackoff(), 0),  # no second wait: a stalled Redis must answer 503 within 1 s
         health_check_interval=15,
     )
 
@@ -117,11 +134,15 @@ def connect(settings: Settings) -> redis.Redis:
     """The API's Redis client (short timeouts); RedisUnavailable when none is configured or it is down."""
     if not settings.redis_url:
         raise unavailable(None)
+    wait = _down_until.get(settings.redis_url, 0.0) - time.monotonic()
+    if wait > 0:  # it failed a moment ago: answer now rather than wait on it again
+        raise unavailable(settings.redis_url, wait)
     client = _client(settings.redis_url, settings.redis_timeout_seconds)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise unavailable(settings.redis_url) from exc
+        mark_down(settings)
+        raise unavailable(settings.redis_url, settings.redis_recheck_seconds) from exc
     return client
 
 

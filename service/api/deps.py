@@ -93,7 +93,8 @@ def dataset_write_guard(request: Request, settings: SettingsDep) -> None:
                     "delete it once they end, or cancel them first (POST /train-jobs/{id}/cancel)",
                 )
     except redis.RedisError:  # died between the ping and the job scan: these routes have no RedisRoute
-        raise queue.unavailable(settings.redis_url) from None
+        queue.mark_down(settings)
+        raise queue.unavailable(settings.redis_url, settings.redis_recheck_seconds) from None
 
 
 DatasetWriteGuard = Depends(dataset_write_guard)

@@ -61,7 +61,8 @@ async def _load_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return problem(503, str(exc))
+    assert isinstance(exc, RedisUnavailable)
+    return problem(503, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
 async def _not_ready(request: Request, exc: Exception) -> JSONResponse:

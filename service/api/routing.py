@@ -24,6 +24,9 @@ class RedisRoute(APIRoute):
             try:
                 return await handler(request)
             except redis.RedisError:
-                return problem(503, str(queue.unavailable(request.app.state.settings.redis_url)))
+                settings = request.app.state.settings
+                queue.mark_down(settings)
+                error = queue.unavailable(settings.redis_url, settings.redis_recheck_seconds)
+                return problem(503, str(error), {"Retry-After": str(error.retry_after)})
 
         return guarded

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -94,9 +98,38 @@ def test_job_endpoints_recover_by_themselves_when_redis_is_back(
 
     restarted = EmbeddedRedis(private_redis.directory, port=private_redis.port).start()
     try:
-        response = api.get("/train-jobs")
+        # For redis_recheck_seconds after a failure the API answers 503 without asking Redis; then it asks.
+        deadline = time.monotonic() + 30
+        while (response := api.get("/train-jobs")).status_code == 503 and time.monotonic() < deadline:
+            assert int(response.headers["retry-after"]) >= 1
+            time.sleep(0.2)
     finally:
         restarted.stop()
 
     assert response.status_code == 200
     assert [j["id"] for j in response.json()["jobs"]] == [job["id"]]  # kept on disk across the restart
+
+
+def test_a_stalled_redis_gets_503_with_retry_after_and_holds_no_threads(
+    api: httpx.Client, private_redis: EmbeddedRedis
+) -> None:
+    assert private_redis.process is not None
+    os.kill(private_redis.process.pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        first = api.get("/train-jobs")  # waits redis_timeout_seconds once, then Redis is taken as down
+        with ThreadPoolExecutor(16) as pool:  # more than could wait on Redis at once
+            answers = list(pool.map(lambda _: api.get("/refine-jobs"), range(32)))
+        metrics = api.get("/metrics")
+        refined = api.post(
+            "/refine", files={"image": ("e.png", image_file(random_images(1)[0]), "image/png")}
+        )
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+
+    for response in [first, *answers]:
+        assert response.status_code == 503
+        assert int(response.headers["retry-after"]) >= 1
+        assert "unreachable" in response.json()["detail"]
+    assert metrics.status_code == 200
+    assert 'simgan_queue_jobs{queue="train"' not in metrics.text
+    assert refined.status_code == 200
