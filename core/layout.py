@@ -24,6 +24,8 @@ DATA_DIR = "data"
 JOBS_DIR = "jobs"
 RESULTS_DIR = "results"
 REDIS_DIR = "redis"
+SERVE_LOCK_NAME = "serve.lock"
+"""SIMGAN_HOME/serve.lock: held (flock) by the `simgan serve` that runs the private Redis; holds its PID."""
 REDIS_URL_NAME = "url"
 
 STATE_USERS: dict[str, tuple[str, ...]] = {

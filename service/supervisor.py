@@ -10,6 +10,7 @@ Whatever has not exited after `shutdown_grace_seconds` is killed, with all its d
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from core.layout import REDIS_DIR
+from core.layout import REDIS_DIR, SERVE_LOCK_NAME
 from core.settings import Settings
 from jobs.queue import QUEUES, public_url
 from service.redis_server import EmbeddedRedis, pid_alive, stable_port, write_url
@@ -64,6 +65,35 @@ def descendants(pid: int) -> list[int]:
         result += below
         frontier = below
     return result
+
+
+class HomeInUse(RuntimeError):
+    """Another `simgan serve` holds this SIMGAN_HOME; the message names its PID."""
+
+
+def lock_home(home: Path) -> int:
+    """Hold SIMGAN_HOME/serve.lock for this process's life (the returned descriptor is never closed).
+
+    Two serves on one home would run two Redis servers on one append-only file and twice the
+    workers; the second one stops here, before it starts anything. flock is released by the kernel
+    when the holder dies, however it dies, so a stale file never blocks a new start.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / SERVE_LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise HomeInUse(
+            f"SIMGAN_HOME {home} is in use by another simgan serve (pid {holder}); stop it first, or give "
+            "this one its own SIMGAN_HOME"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.set_inheritable(fd, False)
+    return fd
 
 
 @dataclass

@@ -80,8 +80,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    from service.supervisor import Supervisor
+    from service.supervisor import HomeInUse, Supervisor, lock_home
 
+    try:
+        lock_home(settings.home)  # before anything starts: one serve (one private Redis) per home
+    except HomeInUse as exc:
+        print(f"simgan serve: {exc}", file=sys.stderr)
+        return 1
     print(
         f"simgan serve: http://{host}:{port} (API, train and refine workers, private Redis); Ctrl-C stops all"
     )
