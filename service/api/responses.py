@@ -13,15 +13,46 @@ from service.api.schemas import Problem, RefineRequest, RefineResponse
 Responses = dict[int | str, dict[str, Any]]
 
 
+EXAMPLE_DETAILS: dict[int, str] = {
+    400: "image 1 ('eye.png') could not be decoded: cannot identify image file; send a PNG, JPEG or .npy",
+    404: "model version 'v9' does not exist (published: v1, v2)",
+    406: "Accept: image/png answers one image, and the request has 3; ask for application/json",
+    409: "dataset 'f0ffa60eb9a1d527' is used by queued or running job(s) 5c1e...; delete it once they end",
+    413: "image 1 ('eye.png') is 4000x3000 = 12000000 pixels; the limit is 1048576 (SIMGAN_MAX_IMAGE_PIXELS)",
+    415: "image 1 ('eye.png') has an alpha channel; send grayscale or RGB without alpha",
+    422: "unknown config key(s): 'stpes' (did you mean steps?); known keys: steps, batch_size, ...",
+    503: "no model is loaded yet; retry after the Retry-After seconds",
+}
+"""One typical `detail` per status, so each documented error shows its own kind of message."""
+
+
+def _example(code: int) -> dict[str, Any]:
+    detail = EXAMPLE_DETAILS.get(code)
+    return {"content": {"application/json": {"example": {"detail": detail}}}} if detail else {}
+
+
 def problems(*codes: int) -> Responses:
-    """Error answers with the Problem body and FastAPI's default description."""
-    return {code: {"model": Problem} for code in codes}
+    """Error answers with the Problem body, FastAPI's default description and a typical detail."""
+    return {code: {"model": Problem, **_example(code)} for code in codes}
 
 
 # ----------------------------------------------------------------- jobs, models
+_NO_JOB = "no train job '5c1e...' (it never existed, or it ended long enough ago to expire)"
+_NO_REDIS = (
+    "Redis at redis://127.0.0.1:6390/0 is unreachable; jobs and dataset uploads are unavailable until "
+    "it is back (start Redis or fix REDIS_URL). /refine keeps working."
+)
 JOB_RESPONSES: Responses = {
-    404: {"model": Problem, "description": "No such job"},
-    503: {"model": Problem, "description": "Redis is unreachable"},
+    404: {
+        "model": Problem,
+        "description": "No such job",
+        "content": {"application/json": {"example": {"detail": _NO_JOB}}},
+    },
+    503: {
+        "model": Problem,
+        "description": "Redis is unreachable",
+        "content": {"application/json": {"example": {"detail": _NO_REDIS}}},
+    },
 }
 """What every route of the job routers can answer."""
 
@@ -29,7 +60,7 @@ MODEL_NOT_FOUND: Responses = {404: {"model": Problem, "description": "No such mo
 
 # ------------------------------------------------------------------ POST /refine
 REFINE_PROBLEMS: Responses = {
-    code: {"model": Problem, "description": text}
+    code: {"model": Problem, "description": text, **_example(code)}
     for code, text in {
         400: "An image or the multipart body could not be decoded",
         404: "The named model version does not exist",

@@ -15,6 +15,7 @@ from core.datasets import DatasetStore
 from core.settings import Settings
 from models import Registry
 from service.api.schemas import MAX_SIMULATE_COUNT
+from service.api.schemas.datasets import EXAMPLE_DATASETS
 from service.main import create_app
 from tests.factories import h5_file, image_file, npz_file, random_images, zip_file
 from tests.service.conftest import TinyModels
@@ -73,6 +74,19 @@ async def test_upload_stores_the_dataset_and_answers_its_shape(api: httpx.AsyncC
     one = await api.get(f"/datasets/{body['id']}")
     assert one.status_code == 200
     assert one.json() == body
+
+
+async def test_the_openapi_examples_work_as_shown_in_order(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()["components"]["schemas"]
+    made = []
+    for example in spec["SimulateRequest"]["examples"]:
+        response = await api.post("/datasets/simulate", json=example)
+        assert response.status_code == 201, response.text
+        made.append(response.json()["id"])
+
+    assert made == [dataset_id for _, dataset_id in EXAMPLE_DATASETS]
+    for example in spec["TrainJobCreate"]["examples"]:
+        assert (await api.post("/train-jobs", json=example)).status_code == 202
 
 
 async def test_delete_of_a_dataset_models_were_trained_on_is_409_naming_them_unless_forced(

@@ -118,3 +118,19 @@ async def test_docs_offer_a_png_upload_and_a_png_answer(client: httpx.AsyncClien
     assert set(answers) == {"application/json", "image/png"}
     for status in ("400", "404", "413", "415", "422", "503"):
         assert status in refine["responses"]
+
+
+async def test_every_documented_error_shows_a_message_of_its_own_kind_and_tags_are_described(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+
+    assert all(tag.get("description") for tag in spec["tags"])
+    refine = spec["paths"]["/refine"]["post"]["responses"]
+    examples = {
+        code: answer["content"]["application/json"]["example"]["detail"]
+        for code, answer in refine.items()
+        if code != "200" and "example" in answer.get("content", {}).get("application/json", {})
+    }
+    assert set(examples) >= {"404", "406", "413", "415", "503"}
+    assert len(set(examples.values())) == len(examples)  # not one pixel-limit message for all

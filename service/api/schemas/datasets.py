@@ -50,14 +50,23 @@ class DatasetList(BaseModel):
     datasets: list[DatasetPublic] = Field(description="Oldest first.")
 
 
+EXAMPLE_DATASETS: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"simulator": "eyes", "count": 200, "domain": "synthetic", "seed": 0}, "f0ffa60eb9a1d527"),
+    ({"simulator": "eyes", "count": 200, "domain": "real", "seed": 1}, "2935335a058b0a1f"),
+    ({"simulator": "eyes", "count": 200, "domain": "real", "seed": 2}, "1d7f813d8bfb0962"),
+)
+"""The simulate examples and the ids they make (datasets are content-addressed, so always the same;
+a test holds them to it): the other operations' examples name these ids, so in Swagger UI running
+the simulate examples first makes every later example work as shown."""
+EXAMPLE_SYNTHETIC, EXAMPLE_REAL, EXAMPLE_LABELED = (dataset_id for _, dataset_id in EXAMPLE_DATASETS)
+
+
 # The body of POST /datasets/simulate. Not DatasetSimulate: that would rename the OpenAPI schema,
 # and a docstring here would become its description.
 class SimulateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [{"simulator": "eyes", "count": 1000, "domain": "synthetic", "seed": 0}]
-        },
+        json_schema_extra={"examples": [request for request, _ in EXAMPLE_DATASETS]},
     )
 
     simulator: str = Field("eyes", description="A built-in simulator: `eyes` (35x55 grayscale eye images).")

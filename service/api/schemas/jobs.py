@@ -10,6 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from core.train_config import config_model
 from jobs.queue import JobRecord, JobState
 from models.noise import MAX_SEED
+from service.api.schemas.datasets import EXAMPLE_LABELED, EXAMPLE_REAL, EXAMPLE_SYNTHETIC
+
+QUICK_CONFIG: dict[str, Any] = {
+    "steps": 100,
+    "batch_size": 16,
+    "pretrain_refiner_steps": 20,
+    "refiner_channels": 16,
+}
+"""A run of about a minute on 2 CPU cores, for examples: the defaults train 10-15 minutes."""
 
 TrainConfigOverrides = Annotated[
     dict[str, Any],
@@ -45,12 +54,16 @@ class TrainJobCreate(BaseModel):
         extra="forbid",  # a misspelt field (`real_datset`) must not be silently ignored
         json_schema_extra={
             "examples": [
-                {"synthetic_dataset": "3f2a...", "real_dataset": "9c1b...", "config": {"steps": 500}},
                 {
-                    "synthetic_dataset": "3f2a...",
-                    "real_dataset": "9c1b...",
-                    "real_labeled_dataset": "77d0...",
-                    "config": {"steps": 2000, "evaluate": True},
+                    "synthetic_dataset": EXAMPLE_SYNTHETIC,
+                    "real_dataset": EXAMPLE_REAL,
+                    "config": QUICK_CONFIG,
+                },
+                {
+                    "synthetic_dataset": EXAMPLE_SYNTHETIC,
+                    "real_dataset": EXAMPLE_REAL,
+                    "real_labeled_dataset": EXAMPLE_LABELED,
+                    "config": {**QUICK_CONFIG, "evaluate": True},
                 },
             ]
         },
@@ -177,7 +190,7 @@ class RefineJobCreate(BaseModel):
         "gives the same output here and in POST /refine. Deterministic models ignore it.",
     )
 
-    model_config = {"json_schema_extra": {"examples": [{"dataset": "3f2a...", "model": "latest"}]}}
+    model_config = {"json_schema_extra": {"examples": [{"dataset": EXAMPLE_SYNTHETIC, "model": "active"}]}}
 
 
 class RefineProgress(BaseModel):
