@@ -109,7 +109,10 @@ class TrainJobPublic(BaseModel):
     real_dataset: str
     real_labeled_dataset: str | None = None
     targets: list[str] | None = None
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(
+        description="The whole config the job trains with (its overrides on the defaults of the day).",
+        examples=[{"steps": 100, "batch_size": 16, "pretrain_refiner_steps": 20, "evaluate": False}],
+    )
     progress: TrainProgress | None = None
     model_version: str | None = Field(
         None, description="The published refiner, as soon as it is published (before any evaluation)."
@@ -118,12 +121,32 @@ class TrainJobPublic(BaseModel):
         None,
         description="Its evaluation metrics (config `evaluate`; also in GET /models/{version}): "
         "`downstream.gap_closed`, `realism`, `labels`; `{error}` if the evaluation could not run.",
+        examples=[
+            {
+                "downstream": {
+                    "error_synthetic": 9.1,
+                    "error_refined": 6.0,
+                    "error_real": 3.2,
+                    "gap_closed": 0.53,
+                },
+                "realism": {"accuracy_real_vs_synthetic": 0.97, "accuracy_real_vs_refined": 0.71},
+            }
+        ],
     )
     verdict: dict[str, Any] | None = Field(
         None,
         description="Did the published refiner help? `verdict` is `improved`, `no measurable change` or "
         "`worse`, with `why`, the `numbers` behind it (`basis`: downstream error on labeled real images, "
         "or realism and label consistency without them) and, unless improved, what to `try`.",
+        examples=[
+            {
+                "verdict": "no measurable change",
+                "basis": "label-free",
+                "why": "realism moved by +0.000 (97.1% -> 97.1%), within the noise of 0.039",
+                "numbers": {"realism_synthetic": 0.971, "realism_refined": 0.971, "label_consistency": 1.0},
+                "try": ["train longer (config steps) or with a larger budget (config reg_budget)"],
+            }
+        ],
     )
     activated: bool | None = Field(
         None,
