@@ -24,10 +24,27 @@ def step_weights(kg: int, kd: int) -> dict[str, float]:
 class Eta:
     """Seconds left of steps 1..total, the phases' steps in `lengths` order (name, count)."""
 
-    def __init__(self, lengths: Sequence[tuple[str, int]], weights: dict[str, float]) -> None:
+    def __init__(
+        self, lengths: Sequence[tuple[str, int]], weights: dict[str, float], checkpoint_every: int = 0
+    ) -> None:
         self.lengths = list(lengths)
         self.weights = weights
+        self.checkpoint_every = checkpoint_every
         self.per_step: dict[str, float] = {}
+        self.per_checkpoint: float | None = None
+
+    def observe_checkpoint(self, seconds: float) -> None:
+        """One checkpoint (written, scored by the selector, drawn) took `seconds`: with a labeled real
+        set a checkpoint can cost more than hundreds of steps, so it is priced on its own."""
+        last = self.per_checkpoint
+        self.per_checkpoint = seconds if last is None else last + SMOOTHING * (seconds - last)
+
+    def _checkpoints_left(self, step: int) -> int:
+        total = sum(count for _, count in self.lengths)
+        if not self.checkpoint_every or step >= total:
+            return 0
+        scheduled = (total - 1) // self.checkpoint_every - step // self.checkpoint_every
+        return max(0, scheduled) + 1  # and the final one
 
     def observe(self, phase: str, seconds: float) -> None:
         """One step of `phase` took `seconds`."""
@@ -45,4 +62,4 @@ class Eta:
             todo = max(0, min(count, start + count - step))
             left += todo * self.per_step.get(phase, per_weight * self.weights[phase])
             start += count
-        return left
+        return left + self._checkpoints_left(step) * (self.per_checkpoint or 0.0)

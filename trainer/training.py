@@ -244,6 +244,7 @@ def train(
             (PHASES[2], config.steps),
         ],
         step_weights(config.kg, config.kd),
+        config.checkpoint_every,
     )
     if hooks.progress is not None and run.step < total:  # from the first second, before a step is timed
         hooks.progress(Progress(run.step, total, run.phase(run.step + 1), {}, None))
@@ -262,7 +263,9 @@ def train(
         if hooks.progress is not None:
             hooks.progress(Progress(run.step, total, run.phase(run.step), losses, eta.remaining(run.step)))
         if run.step % config.checkpoint_every == 0 and run.step < total:
+            saved = time.perf_counter()
             checkpoints.save()
+            eta.observe_checkpoint(time.perf_counter() - saved)
     if hooks.progress is not None and selector is not None:
         hooks.progress(Progress(run.step, total, "selecting", run.losses, None))
     paths = checkpoints.final()

@@ -34,3 +34,13 @@ def test_the_estimate_is_zero_after_the_last_step() -> None:
     eta = Eta(LENGTHS, step_weights(2, 1))
     eta.observe("adversarial", 1.0)
     assert eta.remaining(120) == 0
+
+
+def test_checkpoints_still_to_come_are_priced_by_the_last_ones() -> None:
+    eta = Eta(LENGTHS, step_weights(2, 1), checkpoint_every=50)
+    eta.observe("adversarial", 0.1)
+    eta.observe_checkpoint(30.0)  # scoring with a labeled set: far more than a step
+
+    # After step 60 of 120: adversarial steps left 60 at 0.1 s, checkpoints at 100 and the final one.
+    assert abs(eta.remaining(60) - (60 * 0.1 + 2 * 30.0)) < 1e-9
+    assert eta.remaining(120) == 0
