@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulators.batch import ImageBatch, save_npz
+from simulators.batch import ImageBatch, save_npz, save_zip
 from simulators.eyes import DOMAINS, simulate_eyes
 from simulators.suite import PAIRS
 
@@ -27,4 +27,13 @@ def simulate(name: str, count: int, domain: str = "synthetic", seed: int = 0, ga
     return SIMULATORS[name](count, domain=domain, seed=seed, gap=gap)
 
 
-__all__ = ["DOMAINS", "PAIRS", "SIMULATORS", "ImageBatch", "save_npz", "simulate", "simulate_eyes"]
+__all__ = [
+    "DOMAINS",
+    "PAIRS",
+    "SIMULATORS",
+    "ImageBatch",
+    "save_npz",
+    "save_zip",
+    "simulate",
+    "simulate_eyes",
+]

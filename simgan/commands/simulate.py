@@ -10,7 +10,7 @@ import time
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="make a dataset (.npz) with a built-in simulator",
+        help="make a dataset (.npz or .zip) with a built-in simulator",
         description=(
             "Render labelled images with a built-in simulator. 'eyes': 55x35 grayscale eye crops with "
             "gaze (pitch, yaw in degrees) and keypoints; domain 'synthetic' is a clean render, 'real' "
@@ -27,7 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="strength of the real domain's camera look (0: none, 1: default)",
     )
-    parser.add_argument("--out", help="dataset file to write (.npz with images and annotations)")
+    parser.add_argument(
+        "--out",
+        help="dataset file to write: .npz (images and annotations arrays) or .zip (PNGs and "
+        "annotations.jsonl, as POST /datasets takes it)",
+    )
     parser.add_argument(
         "--grid", help="also write a PNG of 16 synthetic above 16 real images made with this seed and gap"
     )
@@ -35,17 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulators import DOMAINS, save_npz, simulate
+    from simulators import DOMAINS, save_npz, save_zip, simulate
     from simulators.grid import save_grid
 
     if not args.out and not args.grid:
         print(
-            "simgan simulate: give --out FILE.npz (the dataset), --grid FILE.png (a picture), or both",
+            "simgan simulate: give --out FILE.npz or FILE.zip (the dataset), --grid FILE.png (a picture), "
+            "or both",
             file=sys.stderr,
         )
         return 2
-    if args.out and not str(args.out).endswith(".npz"):
-        print(f"simgan simulate: --out must name a .npz file, got {args.out!r}", file=sys.stderr)
+    if args.out and not str(args.out).endswith((".npz", ".zip")):
+        print(f"simgan simulate: --out must name a .npz or .zip file, got {args.out!r}", file=sys.stderr)
         return 2
     if args.domain not in DOMAINS:
         print(
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             started = time.perf_counter()
             batch = simulate(args.simulator, args.count, args.domain, args.seed, args.gap)
-            path = save_npz(args.out, batch.images, batch.annotations)
+            save = save_zip if str(args.out).endswith(".zip") else save_npz
+            path = save(args.out, batch.images, batch.annotations)
             shape = "x".join(str(d) for d in batch.images.shape[1:])
             print(
                 f"wrote {len(batch)} {args.domain} {args.simulator} images ({shape}, seed {args.seed}, "
