@@ -10,6 +10,7 @@ jobs/<job id>/artifacts/ at every checkpoint and served by GET /train-jobs/{id}/
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,13 @@ def _hooks(job: JobContext) -> Hooks:
 
 
 def _report_phase(job: JobContext, phase: str, eta_seconds: float | None) -> None:
+    """A phase that reports no steps: its ETA counts down from `eta_seconds` (ends_at, epoch seconds)."""
     progress = dict(job.meta.get("progress") or {})
-    job.report({**progress, "phase": phase, "stage": None, "eta_seconds": eta_seconds}, force=True)
+    ends_at = None if eta_seconds is None else time.time() + eta_seconds
+    job.report(
+        {**progress, "phase": phase, "stage": None, "eta_seconds": eta_seconds, "ends_at": ends_at},
+        force=True,
+    )
 
 
 def _train(

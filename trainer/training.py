@@ -267,6 +267,7 @@ def train(
             checkpoints.save()
             eta.observe_checkpoint(time.perf_counter() - saved)
     if hooks.progress is not None and selector is not None:
-        hooks.progress(Progress(run.step, total, "selecting", run.losses, None))
+        # The last checkpoint is scored like the others: it takes about as long as they did.
+        hooks.progress(Progress(run.step, total, "selecting", run.losses, eta.per_checkpoint))
     paths = checkpoints.final()
     return TrainResult(False, run.step, checkpoints.path, run.losses, paths)

@@ -478,3 +478,22 @@ def test_a_train_worker_stopped_with_sigterm_requeues_its_job_which_resumes_from
     assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text())
     assert job["resumed_from_step"] == stopped["checkpoint_step"]
     assert job["attempts"] == 2
+
+
+def test_an_evaluating_job_counts_its_eta_down_and_shows_its_model_before_it_ends() -> None:
+    import time as clock
+
+    from jobs.queue import JobRecord, JobState
+    from service.api.schemas import TrainJobPublic
+
+    progress = {"step": 6, "total_steps": 6, "phase": "evaluating", "eta_seconds": 120.0}
+    job = JobRecord(
+        "j1", "train", JobState.RUNNING, {}, {**progress, "ends_at": clock.time() + 30}, None, None,
+        None, None, None, meta={"model_version": "v4"},
+    )  # fmt: skip
+
+    public = TrainJobPublic.of(job, [])
+
+    assert public.progress is not None and public.progress.phase == "evaluating"
+    assert public.progress.eta_seconds is not None and 28 < public.progress.eta_seconds <= 30
+    assert public.model_version == "v4"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -93,7 +94,11 @@ class TrainProgress(BaseModel):
 def _train_progress(job: JobRecord) -> TrainProgress | None:
     """The job's progress; a queued job's is phase `queued` at step 0 of its config's steps."""
     if job.progress:
-        return TrainProgress.model_validate(job.progress)
+        progress = dict(job.progress)
+        ends_at = progress.pop("ends_at", None)
+        if ends_at is not None and job.state is JobState.RUNNING:  # a phase without steps counts down
+            progress["eta_seconds"] = max(0.0, float(ends_at) - time.time())
+        return TrainProgress.model_validate(progress)
     if job.state is not JobState.QUEUED:
         return None
     config = job.kwargs.get("config", {})
