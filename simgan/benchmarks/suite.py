@@ -129,8 +129,11 @@ def run(job: SuiteRun) -> dict[str, Any]:
             (job.pictures / f"suite_{job.pair}_samples.png").write_bytes(
                 result.artifacts[SAMPLES_NAME].read_bytes()
             )
-        shape = load_checkpoint(result.checkpoint)["refiner_config"]
-        ranking = _checkpoint_ranking(selector, shape, synthetic, heldout, pair, job.seed)
+        state = load_checkpoint(result.checkpoint)
+        ranking = _checkpoint_ranking(selector, state["refiner_config"], synthetic, heldout, pair, job.seed)
+        dynamics = _dynamics(
+            state["loss_log"], config.pretrain_refiner_steps + config.pretrain_discriminator_steps
+        )
     closed = metrics["downstream"]["gap_closed"]
     print(f"{job.pair} seed {job.seed}: gap closed {closed}, {card.verdict['verdict']}", file=sys.stderr)
     return {
@@ -141,7 +144,28 @@ def run(job: SuiteRun) -> dict[str, Any]:
         "label_consistency": card.selection.get("consistency"),
         "verdict": card.verdict,
         "ranking": ranking,
+        "dynamics": dynamics,
         **metrics,
+    }
+
+
+def _dynamics(loss_log: list[dict[str, float]], pretrain: int) -> dict[str, Any]:
+    """How the adversarial phase went, from the loss log: D's patch accuracy (0.5 = D sees nothing, so
+    R gets no direction), how far R moved images and the self-regularisation weight at the end."""
+    adversarial = [row for row in loss_log if row["step"] > pretrain]
+    if not adversarial:
+        return {}
+
+    def median(key: str) -> float | None:
+        values = [row[key] for row in adversarial if key in row]
+        return float(np.median(values)) if values else None
+
+    last = adversarial[-1]
+    return {
+        "discriminator_accuracy_median": median("discriminator_accuracy"),
+        "self_regularization_median": median("self_regularization"),
+        "self_regularization_last": last.get("self_regularization"),
+        "regularization_weight_last": last.get("regularization_weight"),
     }
 
 
@@ -171,9 +195,22 @@ def _checkpoint_ranking(
         refined = refine_with_module(model, synthetic.images)
         task = fit_task(refined, labels, targets, seed, budget, "cpu")
         error = task.error(heldout.images, truth)
-        points.append({"step": candidate.step, "score": label_free_score(candidate.__dict__), "error": error})
+        points.append(
+            {
+                "step": candidate.step,
+                "score": label_free_score(candidate.__dict__),
+                "error": error,
+                # The parts of the score, so other label-free criteria can be judged on the same runs.
+                "realism": candidate.realism,
+                "consistency": candidate.consistency,
+                "reg_distance": candidate.reg_distance,
+                "kid": candidate.kid,
+            }
+        )
     rho = spearman([p["score"] for p in points], [p["error"] for p in points])
-    return {"checkpoints": points, "spearman": rho}
+    base = selector.baseline
+    baseline = {"realism": base.realism, "consistency": base.consistency, "kid": base.kid}
+    return {"checkpoints": points, "spearman": rho, "baseline": baseline}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -195,6 +232,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "error_refined": spread([r["downstream"]["error_refined"] for r in mine]),
             "error_real": spread([r["downstream"]["error_real"] for r in mine]),
             "verdicts": [r["verdict"]["verdict"] for r in mine],
+            "discriminator_accuracy": spread(
+                [r["dynamics"].get("discriminator_accuracy_median") for r in mine if r.get("dynamics")]
+            ),
             "met": {
                 "gap_closed_median": median is not None and median >= TARGETS["gap_closed_median"],
                 "gap_closed_worst": worst is not None and worst >= TARGETS["gap_closed_worst"],
@@ -224,17 +264,19 @@ def markdown(report: dict[str, Any]) -> str:
         "held-out real ones (1 = as good as real labels, 0 = no better than raw synthetic, < 0 = worse).",
         "Label consistency: the share of the synthetic images' label quality the refined ones keep (a",
         "synthetic-trained task model reads their labels back). Realism: held-out accuracy of a fresh",
-        "real-vs-X classifier (0.5 = cannot tell).",
+        "real-vs-X classifier (0.5 = cannot tell). D accuracy: the discriminator's median patch accuracy",
+        "during the adversarial phase (0.5 = it tells nothing apart, so the refiner gets no direction).",
         "",
-        "| pair | gap closed | label consistency | realism refined (synthetic) | verdicts | targets met |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| pair | gap closed | label consistency | realism refined (synthetic) | D accuracy | verdicts "
+        "| targets met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, p in s["pairs"].items():
         met = ", ".join(k for k, v in p["met"].items() if v) or "none"
         lines.append(
             f"| {name} | {cell(p['gap_closed'], 2)} | {cell(p['label_consistency'], 3)} | "
             f"{cell(p['realism_refined'], 3)} ({cell(p['realism_synthetic'], 3)}) | "
-            f"{', '.join(p['verdicts'])} | {met} |"
+            f"{cell(p['discriminator_accuracy'], 2)} | {', '.join(p['verdicts'])} | {met} |"
         )
     rho = s["spearman"]
     lines += [
