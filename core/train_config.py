@@ -30,6 +30,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "refiner_residual": False,
     "noise_channels": 0,
     "precision": "auto",
+    "label_weight": 0.0,
 }
 """Keys added after a run may have started, with the value such a run trained with: a saved config
 (a checkpoint's, a queued job's) that lacks one means this value, not today's default."""
@@ -113,6 +114,14 @@ class TrainConfig:
     # What checkpoints are scored on and what is exported: it smooths adversarial oscillation.
     ema_decay: float = key(
         0.99, "Moving average of R's weights that is scored and exported; 0 = raw weights.", ge=0, lt=1
+    )
+    # CyCADA's semantic consistency: a frozen task model trained on the synthetic images and their
+    # annotations (KL in nats for classes, squared error of standardised targets for regression).
+    # Ignored, with a log line, when the annotations have no usable target fields.
+    label_weight: float = key(
+        0.0,
+        "Weight of the label-keeping loss: a task model must read from R(x) what it reads from x; 0 = off.",
+        ge=0,
     )
     kg: int = key(2, "Refiner updates per iteration (the paper's Kg).", ge=1)
     kd: int = key(1, "Discriminator updates per iteration (the paper's Kd).", ge=1)

@@ -28,6 +28,7 @@ from trainer.data import DeviceImages
 from trainer.device import Precision, autocast, grad_scaler, prepare_module, resolve_precision
 from trainer.ema import WeightAverage
 from trainer.history import ImageHistory
+from trainer.label_keeper import LabelKeeper
 from trainer.losses import REAL, REFINED, local_adversarial_loss, patch_accuracy, self_regularization_loss
 from trainer.networks import (
     DiscriminatorConfig,
@@ -69,6 +70,7 @@ class SimGAN:
         real: np.ndarray,
         device: torch.device,
         precision: Precision | None = None,
+        keeper: LabelKeeper | None = None,
     ):
         self.config = config
         self.device = device
@@ -120,6 +122,8 @@ class SimGAN:
         self.discriminator_scaler = grad_scaler(self.precision)
         assert config.history_size is not None  # resolved by TrainConfig
         self.history = ImageHistory(config.history_size, self.synthetic.shape, device)
+        # label_weight > 0 with usable annotations: R also keeps what a task model reads (label_keeper).
+        self.keeper = keeper if config.label_weight > 0 else None
         self.step = 0
         self.losses: dict[str, float] = {}
         # [{"step": s, loss name: value, ...}] every `log_every` steps: the loss curves' data.
@@ -176,6 +180,9 @@ class SimGAN:
                     self.discriminator(self.seen_by_discriminator(refined)), REAL
                 )
                 loss = fooling + self.regularization_weight * regularization
+                if self.keeper is not None:
+                    label_loss = self.keeper.loss(synthetic, refined)
+                    loss = loss + self.config.label_weight * label_loss
         self.refiner_optimizer.zero_grad(set_to_none=True)
         self.refiner_scaler.scale(loss).backward()
         self.refiner_scaler.step(self.refiner_optimizer)  # skipped when fp16 gradients overflowed
@@ -186,6 +193,8 @@ class SimGAN:
         losses = {"self_regularization": regularization.item(), "refiner": loss.item()}
         if adversarial:
             losses["refiner_adversarial"] = fooling.item()
+            if self.keeper is not None:
+                losses["label_loss"] = label_loss.item()
             if self.dual is not None:
                 losses["regularization_weight"] = self.dual.value
                 self.dual.update(losses["self_regularization"])

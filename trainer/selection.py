@@ -142,6 +142,7 @@ class CheckpointSelector:
             None if labels is None else target_array([labels.annotations[i] for i in pick], labels.targets)
         )
         self.targets = None if labels is None else labels.targets
+        self.label_set = labels  # the whole labeled synthetic set (training's label keeper fits on it)
         self.real_labeled = real_labeled
         self.keep_candidates = keep_candidates
         self.states: dict[int, dict[str, torch.Tensor]] = {}

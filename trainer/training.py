@@ -29,6 +29,7 @@ from trainer.data import as_nhwc
 from trainer.device import resolve_device
 from trainer.eta import Eta, step_weights
 from trainer.export import dataset_entry
+from trainer.label_keeper import build_keeper
 from trainer.run import PHASES, SimGAN
 from trainer.selection import refine_with_module
 
@@ -226,7 +227,14 @@ def train(
     are redrawn, so a long run can be watched; the last ones show the selected refiner.
     """
     images = _checked_images(synthetic, real)
-    run = SimGAN(config, *images, resolve_device(config.device))
+    device = resolve_device(config.device)
+    keeper = None
+    if config.label_weight > 0:
+        # The selector's labeled synthetic set; without usable annotations there is nothing to keep.
+        keeper = build_keeper(getattr(selector, "label_set", None), config.seed, device)
+        if keeper is None:
+            log.warning("label_weight is set but the synthetic images have no usable annotations: ignored")
+    run = SimGAN(config, *images, device, keeper=keeper)
     precision = run.precision
     log.info("training on %s in %s (%s)", run.device, precision.name, precision.reason)
     if resume is not None:

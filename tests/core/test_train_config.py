@@ -27,6 +27,7 @@ ADDED_KEYS = (
     "ema_decay",
     "refiner_residual",
     "noise_channels",
+    "label_weight",
     "precision",
 )
 """Keys beyond DESIGN.md's list (README, "Training"; bench/results/quality_investigation.md says why)."""
