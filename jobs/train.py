@@ -18,12 +18,12 @@ import numpy as np
 from rq import Retry
 
 from core.datasets import DatasetStore
-from core.layout import ARTIFACTS_DIR
+from core.layout import ARTIFACTS_DIR, CURVES_NAME, SAMPLES_NAME
 from core.settings import get_settings
 from core.train_config import TrainConfig
 from jobs.context import JobContext
 from models import Registry, RegistryError
-from trainer.artifacts import write_evaluation_chart
+from trainer.artifacts import retitle, write_evaluation_chart
 from trainer.checkpoint import load_checkpoint
 from trainer.data import ImageSet
 from trainer.evaluate import EvaluationError, evaluate
@@ -145,6 +145,14 @@ def _train(
     _report_phase(job, "exporting", eta_seconds=None)
     card = publish_checkpoint(result.checkpoint, registry, datasets=datasets, job_id=job.id)
     job.set_meta(model_version=card.version)  # live at once: GET /train-jobs/{id} shows it from now on
+    chosen = card.selection.get("step")
+    for name in (SAMPLES_NAME, CURVES_NAME):  # the final pictures show this model: name it
+        picture = workdir / ARTIFACTS_DIR / name
+        if picture.is_file():
+            published = f"model {card.version}" + (
+                f" (the refiner of step {chosen})" if chosen is not None else ""
+            )
+            retitle(picture, f"{job.id or workdir.name} - step {result.step} - {published}")
     return {
         "model_version": card.version,
         "verdict": card.verdict,

@@ -354,6 +354,24 @@ def write_artifacts(
     return _write(directory, written)
 
 
+TITLE_BAND = 24
+"""Pixels at the top of the sample grid and the loss curves that hold the title (retitle redraws them)."""
+
+
+def retitle(path: Path, title: str) -> None:
+    """Redraw the title of a picture written by write_artifacts, e.g. once its model has a version."""
+    image = Image.open(path).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, image.width, TITLE_BAND - 1], fill=BACKGROUND)
+    font = _font(14)
+    if draw.textlength(title, font=font) > image.width - 8:
+        font = _font(10)
+    draw.text((image.width // 2, 12), title, fill=INK, font=font, anchor="mm")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(_png(image))
+    tmp.replace(path)
+
+
 def write_evaluation_chart(directory: Path, metrics: dict[str, Any], title: str = "Evaluation") -> Path:
     """Draw `metrics` (trainer.evaluate's) as EVALUATION_NAME in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,11 @@ from trainer.artifacts import (
     INK,
     MIN_TILE,
     PHASE_INK,
+    TITLE_BAND,
     Marks,
     evaluation_chart,
     loss_curves,
+    retitle,
     sample_grid,
     write_artifacts,
 )
@@ -134,3 +136,17 @@ def test_contact_sheets_of_rgb_images_are_drawn_on_white() -> None:
 
     sheet = image_grid([("rgb", np.zeros((2, 8, 8, 3), np.uint8))])
     assert sheet.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_retitle_redraws_only_the_title_band(tmp_path: Path) -> None:
+    images = uniform_images(4, 0, 256)
+    paths = write_artifacts(tmp_path, images, images, images, _history(0.0), title="job j1 - step 6")
+    before = {name: np.asarray(_decode(path.read_bytes()).convert("RGB")) for name, path in paths.items()}
+
+    for path in paths.values():
+        retitle(path, "job j1 - step 6 - model v3 (the refiner of step 4)")
+
+    for name, path in paths.items():
+        after = np.asarray(_decode(path.read_bytes()).convert("RGB"))
+        assert (after[:TITLE_BAND] != before[name][:TITLE_BAND]).any(), name
+        assert (after[TITLE_BAND:] == before[name][TITLE_BAND:]).all(), name
