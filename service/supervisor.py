@@ -29,6 +29,8 @@ from service.redis_server import EmbeddedRedis, pid_alive, stable_port, write_ur
 log = logging.getLogger(__name__)
 
 
+REDIS_RESTARTS = 5
+"""Tries in a row to start a private Redis that died before `simgan serve` gives up and stops."""
 RESTART_DELAY_SECONDS = 2.0
 """Pause before a worker that died is started again (it may be dying for a reason that persists)."""
 
@@ -162,6 +164,7 @@ class Supervisor:
             for queue in QUEUES
         ]
         self._stop_requested = False
+        self.redis_restarts = 0
 
     @property
     def children(self) -> list[Child]:
@@ -210,12 +213,8 @@ class Supervisor:
                 self.redis is not None
                 and self.redis.process is not None
                 and self.redis.process.poll() is not None
+                and not self._restart_redis()
             ):
-                log.error(
-                    "the private Redis exited (%s); see %s",
-                    self.redis.process.returncode,
-                    self.redis.directory,
-                )
                 return 1
             if not self.api.running and not self._stop_requested:
                 assert self.api.process is not None
@@ -231,6 +230,32 @@ class Supervisor:
                     worker.restarts += 1
                     worker.start(self._env)
         return 0
+
+    def _restart_redis(self) -> bool:
+        """Start the private Redis again on its port, directory and password: it replays its append-only
+        file, so queued jobs and job records come back; the API and the workers reconnect by themselves
+        (/refine never needed it). False after REDIS_RESTARTS failed tries in a row."""
+        assert self.redis is not None and self.redis.process is not None
+        log.error(
+            "the private Redis exited (%s); restarting it (log: %s)",
+            self.redis.process.returncode,
+            self.redis.directory / "redis.log",
+        )
+        for attempt in range(1, REDIS_RESTARTS + 1):
+            if self._stop_requested:
+                return True
+            try:
+                self.redis.start()
+            except RuntimeError as exc:
+                log.error(
+                    "restarting the private Redis failed (try %d of %d): %s", attempt, REDIS_RESTARTS, exc
+                )
+                time.sleep(RESTART_DELAY_SECONDS)
+                continue
+            self.redis_restarts += 1
+            log.warning("the private Redis is back (pid %d)", self.redis.process.pid)
+            return True
+        return False
 
     def stop(self) -> None:
         grace = self.settings.shutdown_grace_seconds
