@@ -43,6 +43,15 @@ class Settings(BaseSettings):
         "batcher; with more than one and `SIMGAN_INTRA_OP_THREADS` 0, each gets the CPU cores divided "
         'among them. README "Benchmarks" says when more than one pays.',
     )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection whose request headers are not all in within this is closed."
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A request whose body stops arriving for this long gets 408 (a Content-Length larger "
+        "than the body cannot hold a connection).",
+    )
     api_keys: str = Field(
         "",
         description="Comma-separated `scope:key` pairs (scopes `refine`: POST /refine and reading models; "

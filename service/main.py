@@ -24,6 +24,8 @@ from service.api.errors import install_error_handlers
 from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
 from service.api.routes import models as model_routes  # not the models/ package
 from service.api.routes.docs import install_docs
+from service.api.server_paths import ServerPathsHidden
+from service.api.timeouts import BodyTimeout
 from service.batching import Batcher
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
@@ -144,5 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(refine_jobs.router, dependencies=[AdminKey], responses=AUTH_RESPONSES)
     register_queue_metrics(metrics, settings)
     app.add_middleware(SameOriginWrites)
+    app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
+    app.add_middleware(ServerPathsHidden, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -205,6 +205,9 @@ class Reloader:
             if self.registry.unloadable(version) is not None:
                 self.registry.clear_unloadable(version)
             return refiner
+        # People read this in /readyz and GET /models: the registry's place on this disk is not theirs.
+        for root in {str(self.registry.root.resolve()), str(self.registry.root.absolute())}:
+            message = message.replace(root, "models")
         self._failed[fingerprint] = message
         serving = self._current.version if self._current else "none"
         log.error("%s; skipping it (still serving: %s)", message, serving)

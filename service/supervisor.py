@@ -29,6 +29,7 @@ from service.redis_server import EmbeddedRedis, pid_alive, stable_port, write_ur
 log = logging.getLogger(__name__)
 
 
+HTTP_PROTOCOL = "service.api.timeouts:TimedH11Protocol"
 REDIS_RESTARTS = 5
 """Tries in a row to start a private Redis that died before `simgan serve` gives up and stops."""
 RESTART_DELAY_SECONDS = 2.0
@@ -148,6 +149,7 @@ def api_argv(settings: Settings, host: str, port: int) -> list[str]:
     """uvicorn serving the app factory with `api_processes` processes on one port."""
     argv = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
     argv += ["--host", host, "--port", str(port), "--log-level", settings.log_level.lower()]
+    argv += ["--http", HTTP_PROTOCOL]  # closes connections whose headers take too long
     if settings.api_processes > 1:
         argv += ["--workers", str(settings.api_processes)]
     return argv

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run(
             "service.main:create_app",
             factory=True,
+            http="service.api.timeouts:TimedH11Protocol",  # closes connections whose headers take too long
             host=host,
             port=port,
             log_level=settings.log_level,

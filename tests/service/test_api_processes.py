@@ -24,6 +24,7 @@ def test_one_api_process_is_uvicorn_as_before_with_onnxruntime_left_to_its_defau
     assert argv[1:] == [
         "-m", "uvicorn", "service.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", "8123", "--log-level", "info",
+        "--http", "service.api.timeouts:TimedH11Protocol",
     ]  # fmt: skip
     assert api_environment(settings) == {}
 
