@@ -179,22 +179,34 @@ def _readiness(port: int) -> dict[str, Any]:
         return ready
 
 
+def _difference(refined: np.ndarray, wanted: np.ndarray) -> int:
+    return int(np.abs(refined.reshape(wanted.shape).astype(int) - wanted.astype(int)).max())
+
+
 def _worst_difference(answers: list[bytes], form: str, expected: np.ndarray) -> int:
     """Largest grey-level difference between the refined images answered and the baseline's."""
     worst = 0
     for answer in answers:
         for refined, wanted in zip(refined_pixels(answer, form), expected, strict=False):
-            difference = np.abs(refined.reshape(wanted.shape).astype(int) - wanted.astype(int))
-            worst = max(worst, int(difference.max()))
+            worst = max(worst, _difference(refined, wanted))
     return worst
 
 
 def measure(
-    cases: tuple[Case, ...], onnx_path: Path, home: Path, images: np.ndarray, repeats: int, seconds: float
+    cases: tuple[Case, ...],
+    onnx_path: Path,
+    home: Path,
+    images: np.ndarray,
+    repeats: int,
+    seconds: float,
+    served: Any,
+    served_batch: int,
 ) -> dict[str, Any]:
     """The baseline and every case, interleaved per repeat so that drift in the machine's load hits
     them alike; per case images/s, its ratio to the baseline of the same repeat, the API's CPU time
-    per image, and the worst grey-level difference from the baseline's output."""
+    per image, and the worst grey-level difference from the baseline's output. `served` (the
+    RefinerSession the API's settings choose, in this process, at the batcher's largest batch) is
+    the ceiling of every HTTP figure: what the API would do if HTTP cost nothing."""
     session = baseline_session(onnx_path)
     if len(session.get_inputs()) != 1:
         raise SystemExit("the HTTP bench needs a deterministic refiner (one graph input)")
@@ -203,9 +215,13 @@ def measure(
     pngs = [png_bytes(image) for image in images[:BASELINE_BATCH]]
     batches = np.concatenate([images[:BASELINE_BATCH]] * 4)
     baseline_rate(session, batches)  # warm-up
-    rates: dict[str, list[float]] = {"baseline": []}
-    cpu: dict[str, list[float]] = {"baseline": []}
-    worst: dict[str, int] = {"baseline": 0}
+    ceiling = f"the API's engine ({served.provider}) in process, batch {served_batch}: the ceiling"
+    rates: dict[str, list[float]] = {"baseline": [], ceiling: []}
+    cpu: dict[str, list[float]] = {"baseline": [], ceiling: []}
+    refined = np.concatenate(
+        [served.refine(images[i : i + served_batch]) for i in range(0, 64, served_batch)]
+    )
+    worst: dict[str, int] = {"baseline": 0, ceiling: _difference(refined, expected)}
     loads: list[float] = []
     providers: set[str] = set()
     groups: dict[int, list[Case]] = {}
@@ -217,6 +233,11 @@ def measure(
         used = time.process_time()
         rates["baseline"].append(baseline_rate(session, batches))
         cpu["baseline"].append((time.process_time() - used) / len(batches))
+        used, started = time.process_time(), time.perf_counter()
+        for start in range(0, len(batches), served_batch):
+            served.refine(batches[start : start + served_batch])
+        rates[ceiling].append(len(batches) / (time.perf_counter() - started))
+        cpu[ceiling].append((time.process_time() - used) / len(batches))
         for processes, group in groups.items():
             with api_processes(home, processes, {}) as (port, pid):
                 providers.add(str(_readiness(port).get("provider")))
@@ -282,6 +303,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
     """Measure the HTTP cases with the bundled default refiner; write refine_http.json and .md."""
     from core.settings import Settings
     from models import Registry
+    from models.session import load_refiner
 
     cases = parse_cases(args.http)
     if not cases:
@@ -295,8 +317,17 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
         card = registry.seed_bundled()
         if card is None:
             raise SystemExit("no bundled default refiner in models/bundled/ (make default-model)")
+        settings = Settings(home=home)
+        served = load_refiner(registry, card.version, settings)
         figures = measure(
-            cases, registry.onnx_path(card.version), home, images, args.http_repeats, args.http_seconds
+            cases,
+            registry.onnx_path(card.version),
+            home,
+            images,
+            args.http_repeats,
+            args.http_seconds,
+            served,
+            settings.batch_max_size,
         )
     report = {
         "command": command,
