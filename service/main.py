@@ -20,10 +20,10 @@ from models.registry import Registry
 from service.api import openapi
 from service.api.auth import AUTH_RESPONSES, SameOriginWrites
 from service.api.deps import AdminKey, RefineKey
+from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.routes import datasets, health, refine, refine_jobs, train_jobs
 from service.api.routes import models as model_routes  # not the models/ package
-from service.api.routes.docs import install_docs
 from service.api.server_paths import ServerPathsHidden
 from service.api.timeouts import BodyTimeout
 from service.batching import Batcher
