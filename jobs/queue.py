@@ -12,7 +12,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -24,9 +24,10 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from jobs import counters
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    STALLED = "stalled"
+    """Started, but its worker stopped heartbeating (killed, frozen, machine gone): it is requeued
+    (`retry_at`) by the next cleanup of a live worker, or failed when it has no retries left."""
 
 
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
@@ -163,6 +167,8 @@ class JobRecord:
     ended_at: datetime | None
     attempts: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
+    retry_at: datetime | None = None
+    """A stalled job: when a live worker requeues it at the latest (None: no retries left)."""
 
 
 def _state(job: Job, result: dict[str, Any] | None) -> JobState:
@@ -188,11 +194,27 @@ def _error(job: Job, meta: dict[str, Any]) -> str:
     return text.strip().splitlines()[-1]
 
 
+def _heartbeat_expiry(job: Job) -> float | None:
+    """When the running `job`'s worker heartbeat expires (or expired): its started-registry score."""
+    key = StartedJobRegistry(job.origin, connection=job.connection, serializer=SERIALIZER).key
+    for _, score in job.connection.zscan_iter(key, match=f"{job.id}:*"):
+        return float(score)
+    return None
+
+
 def record(job: Job) -> JobRecord:
     status = job.get_status(refresh=False)
     result = job.return_value() if status == JobStatus.FINISHED else None
     result = result if isinstance(result, dict) else None
     state = _state(job, result)
+    retry_at = None
+    if state is JobState.RUNNING:
+        expiry = _heartbeat_expiry(job)
+        if expiry is not None and expiry < time.time():
+            state = JobState.STALLED
+            if job.retries_left:  # every live worker's maintenance requeues abandoned jobs
+                cleanup = expiry + get_settings().worker_maintenance_seconds
+                retry_at = datetime.fromtimestamp(max(cleanup, time.time()), UTC)
     meta = dict(job.meta or {})
     return JobRecord(
         id=job.id,
@@ -207,6 +229,7 @@ def record(job: Job) -> JobRecord:
         ended_at=job.ended_at,
         attempts=int(meta.get("attempts", 0)) or 1,
         meta=meta,
+        retry_at=retry_at,
     )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simgan.benchmarks import http, refine, train_steps
+from simgan.benchmarks import http, refine, soak, train_steps
 from simgan.benchmarks.stats import cell, spread
 from simgan.commands.train import add_config_argument
 
@@ -352,6 +352,7 @@ BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "quality": register_quality,
     "refine": register_refine,
     "train": train_steps.register,
+    "soak": soak.register,
 }
 """Benchmark name -> function adding its subcommand (which sets `run`)."""
 

@@ -169,6 +169,11 @@ class TrainJobPublic(BaseModel):
     )
     resumed_from_step: int | None = Field(None, description="Checkpoint step the latest run resumed from.")
     checkpoint_step: int | None = Field(None, description="Step of the latest checkpoint written.")
+    retry_at: datetime | None = Field(
+        None,
+        description="Status `stalled` (its worker stopped answering): when it is started again at the "
+        "latest; null when it has no retries left (it then fails).",
+    )
     created_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -196,6 +201,7 @@ class TrainJobPublic(BaseModel):
             attempts=job.attempts,
             resumed_from_step=job.meta.get("resumed_from_step"),
             checkpoint_step=job.meta.get("checkpoint_step"),
+            retry_at=job.retry_at,
             created_at=job.created_at,
             started_at=job.started_at,
             ended_at=job.ended_at,
@@ -236,6 +242,11 @@ class RefineJobPublic(BaseModel):
     progress: RefineProgress | None = None
     result: str | None = Field(None, description="Path of the result zip on this API, once succeeded.")
     error: str | None = None
+    retry_at: datetime | None = Field(
+        None,
+        description="Status `stalled` (its worker stopped answering): when it is started again at the "
+        "latest; null when it has no retries left (it then fails).",
+    )
     created_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -252,6 +263,7 @@ class RefineJobPublic(BaseModel):
             progress=RefineProgress.model_validate(job.progress) if job.progress else None,
             result=f"/refine-jobs/{job.id}/result" if done else None,
             error=job.error,
+            retry_at=job.retry_at,
             created_at=job.created_at,
             started_at=job.started_at,
             ended_at=job.ended_at,
