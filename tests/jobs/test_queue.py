@@ -198,6 +198,7 @@ def test_api_answers_with_our_record_not_rq_fields(connection: redis.Redis, jobs
         "attempts",
         "resumed_from_step",
         "checkpoint_step",
+        "retry_at",
         "created_at",
         "started_at",
         "ended_at",
