@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -206,7 +207,7 @@ def measure(
     them alike; per case images/s, its ratio to the baseline of the same repeat, the API's CPU time
     per image, and the worst grey-level difference from the baseline's output. `served` (the
     RefinerSession the API's settings choose, in this process, at the batcher's largest batch) is
-    the ceiling of every HTTP figure: what the API would do if HTTP cost nothing."""
+    what the API's model calls would do if HTTP cost nothing and every call were full."""
     session = baseline_session(onnx_path)
     if len(session.get_inputs()) != 1:
         raise SystemExit("the HTTP bench needs a deterministic refiner (one graph input)")
@@ -215,13 +216,15 @@ def measure(
     pngs = [png_bytes(image) for image in images[:BASELINE_BATCH]]
     batches = np.concatenate([images[:BASELINE_BATCH]] * 4)
     baseline_rate(session, batches)  # warm-up
-    ceiling = f"the API's engine ({served.provider}) in process, batch {served_batch}: the ceiling"
-    rates: dict[str, list[float]] = {"baseline": [], ceiling: []}
-    cpu: dict[str, list[float]] = {"baseline": [], ceiling: []}
+    served_row = (
+        f"the API's engine ({served.provider}) in process, batch {served_batch} (the batcher's largest)"
+    )
+    rates: dict[str, list[float]] = {"baseline": [], served_row: []}
+    cpu: dict[str, list[float]] = {"baseline": [], served_row: []}
     refined = np.concatenate(
         [served.refine(images[i : i + served_batch]) for i in range(0, 64, served_batch)]
     )
-    worst: dict[str, int] = {"baseline": 0, ceiling: _difference(refined, expected)}
+    worst: dict[str, int] = {"baseline": 0, served_row: _difference(refined, expected)}
     loads: list[float] = []
     providers: set[str] = set()
     groups: dict[int, list[Case]] = {}
@@ -236,8 +239,8 @@ def measure(
         used, started = time.process_time(), time.perf_counter()
         for start in range(0, len(batches), served_batch):
             served.refine(batches[start : start + served_batch])
-        rates[ceiling].append(len(batches) / (time.perf_counter() - started))
-        cpu[ceiling].append((time.process_time() - used) / len(batches))
+        rates[served_row].append(len(batches) / (time.perf_counter() - started))
+        cpu[served_row].append((time.process_time() - used) / len(batches))
         for processes, group in groups.items():
             with api_processes(home, processes, {}) as (port, pid):
                 providers.add(str(_readiness(port).get("provider")))
@@ -329,8 +332,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
             served,
             settings.batch_max_size,
         )
+    environment = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SIMGAN_")}
     report = {
-        "command": command,
+        "command": shlex.join([f"{k}={v}" for k, v in environment.items()])
+        + " " * bool(environment)
+        + command,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "image": [args.height, args.width, 1],
         "seconds": round(time.perf_counter() - started, 1),
