@@ -104,4 +104,5 @@ def test_torch_refining_matches_the_published_onnx_model(tmp_path: Path) -> None
     images = uniform_images(6, 0, 256, height=35, width=55)
     served = published_refiner(card.version, registry)[1](images)
     ours = refine_with_module(refiner, images)
-    assert np.abs(served.astype(int) - ours.astype(int)).max() <= 1
+    # The served engine may be OpenVINO in bf16 (on AMX CPUs), which the service admits within 2 levels.
+    assert np.abs(served.astype(int) - ours.astype(int)).max() <= 2
