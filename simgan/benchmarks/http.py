@@ -193,6 +193,27 @@ def _worst_difference(answers: list[bytes], form: str, expected: np.ndarray) -> 
     return worst
 
 
+_SERVED: dict[tuple[str, int], Any] = {}
+
+
+def served_engine(home: str, batch: int, images: np.ndarray) -> tuple[str, float, float, np.ndarray]:
+    """In a fresh process (see measure): the engine the API's settings choose, refining `images` in
+    batches of `batch`; (provider, images/s, CPU seconds per image, the refined images)."""
+    from core.settings import Settings
+    from models import Registry
+    from models.session import load_refiner
+
+    if (home, batch) not in _SERVED:
+        settings = Settings(home=Path(home))
+        registry = Registry(settings.models_path)
+        _SERVED[home, batch] = load_refiner(registry, registry.versions()[-1], settings)
+    served = _SERVED[home, batch]
+    used, started = time.process_time(), time.perf_counter()
+    refined = [served.refine(images[i : i + batch]) for i in range(0, len(images), batch)]
+    rate = len(images) / (time.perf_counter() - started)
+    return str(served.provider), rate, (time.process_time() - used) / len(images), np.concatenate(refined)
+
+
 def measure(
     cases: tuple[Case, ...],
     onnx_path: Path,
@@ -200,14 +221,17 @@ def measure(
     images: np.ndarray,
     repeats: int,
     seconds: float,
-    served: Any,
     served_batch: int,
 ) -> dict[str, Any]:
     """The baseline and every case, interleaved per repeat so that drift in the machine's load hits
     them alike; per case images/s, its ratio to the baseline of the same repeat, the API's CPU time
-    per image, and the worst grey-level difference from the baseline's output. `served` (the
-    RefinerSession the API's settings choose, in this process, at the batcher's largest batch) is
-    what the API's model calls would do if HTTP cost nothing and every call were full."""
+    per image, and the worst grey-level difference from the baseline's output. One more row: the
+    engine the API's settings choose at the batcher's largest batch, in a fresh process of its own
+    (engines opened earlier in this process, by the engine half, change how fast it runs here), as
+    the API's model calls would do if HTTP cost nothing and every call were full."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     session = baseline_session(onnx_path)
     if len(session.get_inputs()) != 1:
         raise SystemExit("the HTTP bench needs a deterministic refiner (one graph input)")
@@ -216,15 +240,12 @@ def measure(
     pngs = [png_bytes(image) for image in images[:BASELINE_BATCH]]
     batches = np.concatenate([images[:BASELINE_BATCH]] * 4)
     baseline_rate(session, batches)  # warm-up
-    served_row = (
-        f"the API's engine ({served.provider}) in process, batch {served_batch} (the batcher's largest)"
-    )
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    provider, _, _, refined = pool.submit(served_engine, str(home), served_batch, batches).result()
+    served_row = f"the API's engine ({provider}) in a process of its own, batch {served_batch}"
     rates: dict[str, list[float]] = {"baseline": [], served_row: []}
     cpu: dict[str, list[float]] = {"baseline": [], served_row: []}
-    refined = np.concatenate(
-        [served.refine(images[i : i + served_batch]) for i in range(0, 64, served_batch)]
-    )
-    worst: dict[str, int] = {"baseline": 0, served_row: _difference(refined, expected)}
+    worst: dict[str, int] = {"baseline": 0, served_row: _difference(refined[:BASELINE_BATCH], expected)}
     loads: list[float] = []
     providers: set[str] = set()
     groups: dict[int, list[Case]] = {}
@@ -236,11 +257,9 @@ def measure(
         used = time.process_time()
         rates["baseline"].append(baseline_rate(session, batches))
         cpu["baseline"].append((time.process_time() - used) / len(batches))
-        used, started = time.process_time(), time.perf_counter()
-        for start in range(0, len(batches), served_batch):
-            served.refine(batches[start : start + served_batch])
-        rates[served_row].append(len(batches) / (time.perf_counter() - started))
-        cpu[served_row].append((time.process_time() - used) / len(batches))
+        _, rate, used_per_image, _ = pool.submit(served_engine, str(home), served_batch, batches).result()
+        rates[served_row].append(rate)
+        cpu[served_row].append(used_per_image)
         for processes, group in groups.items():
             with api_processes(home, processes, {}) as (port, pid):
                 providers.add(str(_readiness(port).get("provider")))
@@ -255,6 +274,7 @@ def measure(
                     rates[case.name].append(total * case.images / elapsed)
                     difference = _worst_difference(answers, case.form, expected[: case.images])
                     worst[case.name] = max(worst.get(case.name, 0), difference)
+    pool.shutdown()
     base = rates["baseline"]
     return {
         "images_per_second": {k: spread(v) for k, v in rates.items()},
@@ -306,7 +326,6 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
     """Measure the HTTP cases with the bundled default refiner; write refine_http.json and .md."""
     from core.settings import Settings
     from models import Registry
-    from models.session import load_refiner
 
     cases = parse_cases(args.http)
     if not cases:
@@ -320,8 +339,6 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
         card = registry.seed_bundled()
         if card is None:
             raise SystemExit("no bundled default refiner in models/bundled/ (make default-model)")
-        settings = Settings(home=home)
-        served = load_refiner(registry, card.version, settings)
         figures = measure(
             cases,
             registry.onnx_path(card.version),
@@ -329,8 +346,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
             images,
             args.http_repeats,
             args.http_seconds,
-            served,
-            settings.batch_max_size,
+            Settings(home=home).batch_max_size,
         )
     environment = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SIMGAN_")}
     report = {
