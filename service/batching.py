@@ -68,7 +68,7 @@ class Batcher:
         max_size: int,
         max_delay_s: float,
         queue_size: int,
-        call_pixels: int = 512 * 512,
+        call_pixels: int = 256 * 256,
     ) -> None:
         self.metrics = metrics
         self.call_pixels = call_pixels
