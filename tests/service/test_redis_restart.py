@@ -55,21 +55,23 @@ def test_kill_9_of_the_private_redis_restarts_it_keeps_refine_answering_and_keep
         stopped = family_with(serve.pid, "--queues train")
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
-        api = httpx.Client(base_url=url, timeout=30)
-        synthetic = api.post("/datasets/simulate", json={"count": 2, "domain": "synthetic"}).json()["id"]
-        real = api.post("/datasets/simulate", json={"count": 2, "domain": "real"}).json()["id"]
-        job = api.post("/train-jobs", json={"synthetic_dataset": synthetic, "real_dataset": real}).json()
-        time.sleep(1.5)  # appendfsync everysec: on disk within a second (README "State and recovery")
-        (redis_pid,) = family_with(serve.pid, "redis-server")
-        os.kill(redis_pid, signal.SIGKILL)
+        with httpx.Client(base_url=url, timeout=30) as api:
+            synthetic = api.post("/datasets/simulate", json={"count": 2, "domain": "synthetic"}).json()["id"]
+            real = api.post("/datasets/simulate", json={"count": 2, "domain": "real"}).json()["id"]
+            job = api.post("/train-jobs", json={"synthetic_dataset": synthetic, "real_dataset": real}).json()
+            time.sleep(1.5)  # appendfsync everysec: on disk within a second (README "State and recovery")
+            (redis_pid,) = family_with(serve.pid, "redis-server")
+            os.kill(redis_pid, signal.SIGKILL)
 
-        refine_codes, deadline = [], time.monotonic() + 60
-        while time.monotonic() < deadline:
-            refine_codes.append(api.post("/refine", files={"image": ("e.png", PNG, "image/png")}).status_code)
-            listing = api.get("/train-jobs")
-            if listing.status_code == 200:
-                break
-            time.sleep(0.1)
+            refine_codes, deadline = [], time.monotonic() + 60
+            while time.monotonic() < deadline:
+                refine_codes.append(
+                    api.post("/refine", files={"image": ("e.png", PNG, "image/png")}).status_code
+                )
+                listing = api.get("/train-jobs")
+                if listing.status_code == 200:
+                    break
+                time.sleep(0.1)
         new_redis = family_with(serve.pid, "redis-server")
         still_serving = serve.poll() is None
     finally:
