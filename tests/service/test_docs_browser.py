@@ -1,5 +1,6 @@
-"""/docs in a real browser with the network cut off: Swagger UI loads from the installed files and
-"Try it out" on POST /refine with a PNG and `image/png` shows the refined picture.
+"""/docs in a real browser with the network cut off: Swagger UI loads from the installed files,
+"Try it out" on POST /refine with a PNG and `image/png` shows the refined picture, and its Authorize
+button sends an API key (401 before, 200 after).
 
 Headless Chromium from the system's packages (Debian: chromium, chromium-driver; `.ci/run` installs
 them through `make test`) driven by selenium. Only where neither can be found does this skip.
@@ -128,3 +129,49 @@ def test_redoc_loads_from_the_installed_files_without_network(
     assert text.startswith("simgan")
     assert operations >= 1
     assert loaded and all(url.startswith(origin) for url in loaded), loaded
+
+
+def test_swagger_ui_authorize_button_sends_the_api_key(
+    browser: Any, make_settings: Callable[..., Settings], gray_model: ModelCard
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    key = "refine-key-for-the-browser-0123"
+    wait = WebDriverWait(browser, 20)
+    operation = (By.ID, "operations-models-list_models_models_get")
+
+    def list_models_status(answers: int) -> str:
+        """Execute GET /models in Swagger UI (try-it-out is on by default) and read the status shown."""
+        block = wait.until(ec.presence_of_element_located(operation))
+        if not block.find_elements(By.CSS_SELECTOR, ".opblock-body"):
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+        wait.until(lambda _: block.find_elements(By.CSS_SELECTOR, "button.execute"))[0].click()
+        cells = wait.until(
+            lambda _: (
+                [
+                    cell
+                    for cell in block.find_elements(
+                        By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"
+                    )
+                    if cell.text.strip()
+                ][answers - 1 :]
+                or None
+            )
+        )
+        return str(cells[0].text.strip())
+
+    with live_server(create_app(make_settings(api_keys=f"refine:{key}"))) as client:
+        browser.get(f"{str(client.base_url).rstrip('/')}/docs")
+        without = list_models_status(1)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".auth-wrapper .authorize"))).click()
+        field = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".modal-ux-content input")))
+        field.send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, ".modal-ux-content .auth-btn-wrapper .authorize").click()
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".modal-ux-content .btn-done"))).click()
+        wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+        with_key = list_models_status(1)
+
+    assert without.startswith("401")
+    assert with_key.startswith("200")
