@@ -72,10 +72,10 @@ def capture_rng(generator: torch.Generator, device: torch.device | None = None) 
     would create a CUDA context (hundreds of MB on every visible GPU) for nothing.
     """
     numpy_state = np.random.get_state(legacy=False)
-    on_cuda = device is not None and device.type == "cuda"
+    cuda = [torch.cuda.get_rng_state(device)] if device is not None and device.type == "cuda" else []
     return {
         "torch": torch.get_rng_state(),
-        "cuda": [torch.cuda.get_rng_state(device)] if on_cuda else [],
+        "cuda": cuda,
         "numpy": {
             "bit_generator": numpy_state["bit_generator"],
             "key": [int(k) for k in numpy_state["state"]["key"]],
