@@ -319,3 +319,12 @@ def kill_serve(process: Any) -> None:
     for pid in family:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def publish_corrupt(registry: Registry, tmp_path: Any, card: ModelCard) -> ModelCard:
+    """A model whose file matches its card's sha256 but is not ONNX: the registry takes it, loading fails."""
+    from dataclasses import replace
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07 this is not an onnx graph" * 10)
+    return registry.publish(garbage, replace(card, version="", onnx_sha256=""))

@@ -7,7 +7,6 @@ import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ from models import ModelCard, Registry
 from models.providers import engines
 from models.session import load_refiner
 from service.main import create_app
-from tests.factories import image_file, random_images, read_image
+from tests.factories import image_file, publish_corrupt, random_images, read_image
 
 if TYPE_CHECKING:
     from tests.service.conftest import Serve, TinyModels
@@ -46,13 +45,6 @@ async def wait_until_serving(client: httpx.AsyncClient, version: str) -> None:
         return bool((await client.get("/readyz")).json().get("model") == version)
 
     await until(serving, f"the service serves {version}")
-
-
-def publish_corrupt(registry: Registry, tmp_path: Path, card: ModelCard) -> ModelCard:
-    """A model whose file matches its card's sha256 but is not ONNX."""
-    garbage = tmp_path / "garbage.onnx"
-    garbage.write_bytes(b"\x08\x07 this is not an onnx graph" * 10)
-    return registry.publish(garbage, replace(card, version="", onnx_sha256=""))
 
 
 async def test_new_model_is_swapped_in_while_requests_are_in_flight_without_failing_one(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,18 +14,12 @@ import pytest
 from core.settings import Settings
 from models import ModelCard, Registry
 from service.main import create_app
-from tests.factories import store_eye_dataset
+from tests.factories import publish_corrupt, store_eye_dataset
 
 if TYPE_CHECKING:
     from tests.service.conftest import Serve, TinyModels
 
 pytestmark = pytest.mark.anyio
-
-
-def publish_corrupt(registry: Registry, tmp_path: Path, card: ModelCard) -> ModelCard:
-    garbage = tmp_path / "garbage.onnx"
-    garbage.write_bytes(b"\x08\x07 this is not an onnx graph" * 10)
-    return registry.publish(garbage, replace(card, version="", onnx_sha256=""))
 
 
 async def test_an_unloadable_newest_model_is_marked_and_never_picked_by_default(
