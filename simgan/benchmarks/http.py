@@ -122,8 +122,11 @@ def api_processes(home: Path, processes: int, env: dict[str, str]) -> Iterator[t
         **env,
     }
     command = [sys.executable, "-m", "simgan.cli", "serve", "--port", str(port)]
-    # cwd: the scratch home, so `-m` finds the installed (or PYTHONPATH's) simgan, not this directory's.
-    process = subprocess.Popen(command, env=environment, cwd=home, start_new_session=True)
+    # cwd: an empty directory, so `-m` finds the installed (or PYTHONPATH's) simgan, not this
+    # directory's, and no folder there (the home's models/, data/) shadows a package of the same name.
+    cwd = home / "api-cwd"
+    cwd.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(command, env=environment, cwd=cwd, start_new_session=True)
     try:
         _wait_ready(port, process, processes)
         yield port, process.pid
