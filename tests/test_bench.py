@@ -101,3 +101,17 @@ def test_bench_train_reports_steps_per_second_per_precision_as_ratios_to_the_fir
     assert report["ratio_to_fp32"]["fp32"]["median"] == pytest.approx(1.0)
     assert report["precision"]["auto"]["name"] == "fp32"  # auto on the CPU
     assert report["command"] in (tmp_path / "train_steps.md").read_text()
+
+
+def test_bench_discriminator_shows_a_wider_unblurred_d_sees_a_shape_gap_the_old_local_one_misses(
+    tmp_path: Path,
+) -> None:
+    old, new = "discriminator_patch=0.5,instance_noise=0.25", "discriminator_patch=0.9,instance_noise=0"
+    args = ["bench", "discriminator", "--pairs", "glyphs8", "--variants", old, new, "--seeds", "0"]
+    assert main([*args, "--steps", "60", "--images", "300", "--threads", "1", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "discriminator_probe.json").read_text())
+    accuracy = report["accuracy"]["glyphs8"]
+    assert accuracy[new]["median"] > accuracy[old]["median"] + 0.1
+    assert accuracy[new]["median"] > 0.75  # 8x8 one-pixel font vs pen strokes: plain to a 7x7 patch
+    assert report["command"] in (tmp_path / "discriminator_probe.md").read_text()

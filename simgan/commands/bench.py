@@ -5,6 +5,7 @@
   preservation (trainer/evaluate.py) for synthetic-only, refined and real-labeled (oracle) data.
 - `refine`: how fast the service refines (simgan/benchmarks/refine.py).
 - `train`: adversarial training steps/s in each precision (simgan/benchmarks/train_steps.py).
+- `discriminator`: can D see each suite pair's gap, per D variant (simgan/benchmarks/discriminator.py).
 
 Each benchmark is a (register, run) pair in BENCHES; `register` adds its subcommand's options.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simgan.benchmarks import http, refine, soak, train_steps
+from simgan.benchmarks import discriminator, http, refine, soak, train_steps
 from simgan.benchmarks.stats import cell, spread
 from simgan.commands.train import add_config_argument
 
@@ -353,6 +354,7 @@ BENCHES: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "refine": register_refine,
     "train": train_steps.register,
     "soak": soak.register,
+    "discriminator": discriminator.register,
 }
 """Benchmark name -> function adding its subcommand (which sets `run`)."""
 
