@@ -7,7 +7,7 @@ one step is one iteration of Algorithm 1: `kg` refiner updates, then `kd` D upda
 
 Three things keep the same defaults meaningful on any data (core.train_config says more):
 the self-regularisation is a budget held by an adapted weight (trainer.budget), D's patch is a
-share of the image (trainer.networks.patch_depth) and D is spectrally normalised, and what is
+share of the image (trainer.networks.patch_depth), and what is
 scored and exported is a moving average of R's weights (trainer.ema).
 """
 

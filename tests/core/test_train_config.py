@@ -138,9 +138,9 @@ def test_config_module_does_not_import_torch() -> None:
 
 def test_a_saved_config_keeps_the_meaning_it_had_before_newer_keys_existed() -> None:
     saved = TrainConfig.from_overrides({"steps": 7}).to_dict()
-    del saved["instance_noise"]  # as a job queued before the key existed recorded it
+    del saved["reg_budget"]  # as a job queued before the key existed recorded it
 
-    assert TrainConfig.from_saved(saved).instance_noise == 0
-    assert TrainConfig.from_saved(saved, {"instance_noise": "0.1"}).instance_noise == 0.1
+    assert TrainConfig.from_saved(saved).reg_budget == 0  # the fixed lambda it trained with
+    assert TrainConfig.from_saved(saved, {"reg_budget": "1.5"}).reg_budget == 1.5
     assert TrainConfig.from_saved(saved).steps == 7
-    assert TrainConfig.from_overrides({}).instance_noise == 0.25
+    assert TrainConfig.from_overrides({}).reg_budget == 2.0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.train_config import TrainConfig
 from tests.factories import uniform_images
 from trainer.budget import DualWeight, budget_for, pixel_w1
 from trainer.ema import WeightAverage
@@ -56,6 +57,9 @@ def test_the_discriminator_patch_stays_a_share_of_the_image() -> None:
     assert PATCH_SIZES[patch_depth(28, 28, 0.5) - 1] <= 14
     assert patch_depth(224, 224, 0.5) == len(PATCH_SIZES)  # never wider than the paper's 23 px
     assert patch_depth(8, 8, 0.0) == len(PATCH_SIZES)  # 0: the paper's D
+    # The default share: smaller than an 8x8 image, the paper's 23 px from 26 px up.
+    assert PATCH_SIZES[patch_depth(8, 8, TrainConfig().discriminator_patch) - 1] == 7
+    assert patch_depth(26, 26, TrainConfig().discriminator_patch) == len(PATCH_SIZES)
 
 
 def test_the_weight_average_lags_behind_the_weights_it_follows() -> None:
