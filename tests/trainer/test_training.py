@@ -199,7 +199,7 @@ def test_a_checkpoint_from_before_instance_noise_resumes_without_it(tmp_path: Pa
     _as_if_saved_before_instance_noise(first.checkpoint)
 
     with pytest.raises(ConfigError, match="different instance_noise"):
-        _train(tmp_path / "old", tiny_config(), resume=first.checkpoint)  # today's default: 0.25
+        _train(tmp_path / "old", tiny_config(instance_noise=0.25), resume=first.checkpoint)
     saved = TrainConfig.from_saved(load_checkpoint(first.checkpoint)["config"])
     assert saved.instance_noise == 0
     resumed: list[Progress] = []
