@@ -13,7 +13,6 @@ on every pair, not on one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simgan.benchmarks.stats import cell, spread
+from simgan.benchmarks.stats import cell, spread, write_report
 
 RESULTS = Path("bench/results")
 VARIANTS = (
@@ -112,10 +111,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "accuracy": table,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, args.name, report, markdown(report))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 
@@ -26,3 +28,11 @@ def cell(figure: dict[str, Any], digits: int = 3) -> str:
     if figure["median"] is None:
         return "n/a"
     return f"{figure['median']:.{digits}f} [{figure['min']:.{digits}f}, {figure['max']:.{digits}f}]"
+
+
+def write_report(out: Path, name: str, report: dict[str, Any], markdown: str) -> None:
+    """out/name.json and out/name.md, and the Markdown on stdout: every bench leaves both."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -11,7 +11,6 @@ repeat. The refiner's quality in each precision is a different question: `simgan
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simgan.benchmarks.stats import cell, spread
+from simgan.benchmarks.stats import cell, spread, write_report
 
 RESULTS = Path("bench/results")
 
@@ -106,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "adversarial_steps_per_second": {name: spread(v) for name, v in measured.items()},
         f"ratio_to_{precisions[0]}": {name: spread(v) for name, v in ratios.items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, args.name, report, markdown(report))
     return 0
 
 
