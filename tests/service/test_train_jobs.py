@@ -452,8 +452,9 @@ def test_a_train_job_whose_worker_is_killed_resumes_from_its_checkpoint(
 def test_a_train_worker_stopped_with_sigterm_requeues_its_job_which_resumes_from_where_it_stopped(
     api: httpx.Client, datasets: dict[str, str], worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # No periodic checkpoint: the one the job resumes from is written when the worker stops.
-    job_id = start_job(api, datasets, steps=30, checkpoint_every=1000)
+    # No periodic checkpoint: the one the job resumes from is written when the worker stops. Enough
+    # steps that a fast machine cannot finish them between the poll that sees step 3 and the signal.
+    job_id = start_job(api, datasets, steps=100, checkpoint_every=1000)
     first = start_worker(worker_env, tmp_path / "worker.log")
     try:
         wait_for(
