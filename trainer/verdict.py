@@ -3,8 +3,8 @@
 `improved`, `no measurable change` or `worse`, always with the figures behind it and, for the last
 two, what to try. With a labeled real set the verdict rests on downstream error (what users train a
 refiner for); without one, on what every run can measure: realism (a fresh real-vs-refined
-classifier) and label consistency (trainer.consistency). A change smaller than its own noise is
-`no measurable change`, never an improvement.
+classifier) and label retention (trainer.consistency; label consistency is reported beside it). A
+change smaller than its own noise is `no measurable change`, never an improvement.
 """
 
 from __future__ import annotations
@@ -39,9 +39,17 @@ def accuracy_margin(accuracy: float, count: int) -> float:
 
 
 def label_free(
-    realism_synthetic: float, realism_refined: float, probe_count: int, consistency: float | None
+    realism_synthetic: float,
+    realism_refined: float,
+    probe_count: int,
+    consistency: float | None,
+    retention: float | None = None,
+    keeps_labels: bool = True,
 ) -> dict[str, Any]:
-    """Realism: held-out accuracy of fresh real-vs-X classifiers (0.5 = indistinguishable)."""
+    """Realism: held-out accuracy of fresh real-vs-X classifiers (0.5 = indistinguishable).
+
+    `keeps_labels` is the selector's retention gate (trainer.consistency.LabelRetention.score);
+    `consistency` is reported only (it falls with any change of domain, wanted or not)."""
     margin = accuracy_margin(realism_synthetic, probe_count)
     gain = realism_synthetic - realism_refined
     numbers: dict[str, Any] = {
@@ -50,11 +58,13 @@ def label_free(
         "realism_gain": gain,
         "margin": margin,
         "label_consistency": consistency,
+        "label_retention": retention,
     }
-    if consistency is not None and not consistency >= CONSISTENT:
+    if not keeps_labels:
+        kept = "" if retention is None else f" only {retention:.0%} of"
         why = (
-            f"refined images keep only {consistency:.0%} of the synthetic images' label quality "
-            f"(at least {CONSISTENT:.0%} needed): refinement damages the labels"
+            f"a task model learns the labels from refined images with{kept} the quality it reaches on "
+            f"synthetic ones (at least {CONSISTENT:.0%} needed): refinement damages the labels"
         )
         return _verdict(WORSE, "label-free", numbers, why)
     if gain > margin:
@@ -62,7 +72,7 @@ def label_free(
             f"a fresh classifier tells refined from real images {realism_refined:.1%} of the time, against "
             f"{realism_synthetic:.1%} for the raw synthetic ones (a gain of {gain:.3f} > noise {margin:.3f})"
         )
-        return _verdict(IMPROVED, "label-free", numbers, why + _kept(consistency))
+        return _verdict(IMPROVED, "label-free", numbers, why + _kept(retention, consistency))
     if gain < -margin:
         why = (
             "refined images are easier to tell from real than synthetic ones "
@@ -107,10 +117,11 @@ def downstream(
     return _verdict(NO_CHANGE, "downstream", numbers, why)
 
 
-def _kept(consistency: float | None) -> str:
-    if consistency is None:
-        return "; label consistency not measured (the synthetic set has no usable annotations)"
-    return f", and the refined images keep {consistency:.0%} of the labels' quality"
+def _kept(retention: float | None, consistency: float | None) -> str:
+    if retention is None:
+        return "; label retention not measured (the synthetic set has no usable annotations)"
+    read = "" if consistency is None else f"; a synthetic-trained model reads them at {consistency:.0%}"
+    return f", and the refined images keep {retention:.0%} of the labels' quality{read}"
 
 
 def _verdict(verdict: str, basis: str, numbers: dict[str, Any], why: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class SuiteRun:
     overrides: dict[str, str]
     task_steps: int
     threads: int
+    quick: bool  # --quick: single task models of task_steps, whatever the pair would need for its figures
     pictures: Path | None  # where to copy this run's sample grid, or None
 
 
@@ -112,7 +113,11 @@ def run(job: SuiteRun) -> dict[str, Any]:
         card = publish_checkpoint(result.checkpoint, registry)
         train_seconds = time.perf_counter() - started
         # A pair may need longer task models to read its real side at all (horizon64's photographs).
-        budget = TaskBudget(steps=max(job.task_steps, pair.task_steps))
+        budget = (
+            TaskBudget(steps=job.task_steps, members=1)
+            if job.quick
+            else TaskBudget(steps=max(job.task_steps, pair.task_steps))
+        )
         metrics = evaluate(
             card.version,
             synthetic,
@@ -130,7 +135,9 @@ def run(job: SuiteRun) -> dict[str, Any]:
                 result.artifacts[SAMPLES_NAME].read_bytes()
             )
         state = load_checkpoint(result.checkpoint)
-        ranking = _checkpoint_ranking(selector, state["refiner_config"], synthetic, heldout, pair, job.seed)
+        ranking = _checkpoint_ranking(
+            selector, state["refiner_config"], synthetic, heldout, pair, job.seed, min(150, job.task_steps)
+        )
         dynamics = _dynamics(
             state["loss_log"], config.pretrain_refiner_steps + config.pretrain_discriminator_steps
         )
@@ -142,6 +149,7 @@ def run(job: SuiteRun) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "selected_step": card.selection.get("step"),
         "label_consistency": card.selection.get("consistency"),
+        "label_retention": card.selection.get("retention"),
         "verdict": card.verdict,
         "ranking": ranking,
         "dynamics": dynamics,
@@ -170,7 +178,7 @@ def _dynamics(loss_log: list[dict[str, float]], pretrain: int) -> dict[str, Any]
 
 
 def _checkpoint_ranking(
-    selector: Any, shape: dict[str, Any], synthetic: Any, heldout: Any, pair: Any, seed: int
+    selector: Any, shape: dict[str, Any], synthetic: Any, heldout: Any, pair: Any, seed: int, steps: int
 ) -> dict[str, Any]:
     """Every scored checkpoint's label-free score and downstream error on the held-out real images."""
     import copy
@@ -183,7 +191,7 @@ def _checkpoint_ranking(
     targets = choose_targets(synthetic.annotations, list(pair.targets), pair.kind)
     labels = target_array(synthetic.annotations, targets)
     truth = target_array(heldout.annotations, targets, "real-labeled")
-    budget = TaskBudget(steps=150, members=1)
+    budget = TaskBudget(steps=steps, members=1)
     refiner = build_refiner(RefinerConfig(**shape))
     points = []
     for candidate in selector.candidates:
@@ -203,14 +211,34 @@ def _checkpoint_ranking(
                 # The parts of the score, so other label-free criteria can be judged on the same runs.
                 "realism": candidate.realism,
                 "consistency": candidate.consistency,
+                "retention": candidate.retention,
+                "eligible": candidate.eligible,
                 "reg_distance": candidate.reg_distance,
                 "kid": candidate.kid,
             }
         )
-    rho = spearman([p["score"] for p in points], [p["error"] for p in points])
+    errors = [p["error"] for p in points]
+    rho = spearman([p["score"] for p in points], errors)
+    validators = {
+        name: spearman([sign * float(p[key]) for p in points], errors)
+        if all(p[key] is not None and math.isfinite(p[key]) for p in points)
+        else None
+        for name, key, sign in VALIDATORS
+    }
     base = selector.baseline
     baseline = {"realism": base.realism, "consistency": base.consistency, "kid": base.kid}
-    return {"checkpoints": points, "spearman": rho, "baseline": baseline}
+    return {"checkpoints": points, "spearman": rho, "validators": validators, "baseline": baseline}
+
+
+VALIDATORS = (
+    ("realism", "realism", 1.0),
+    ("kid", "kid", 1.0),
+    ("-consistency", "consistency", -1.0),
+    ("-retention", "retention", -1.0),
+    ("reg_distance", "reg_distance", 1.0),
+)
+"""Label-free figures per checkpoint, signed so that lower should mean more useful; each one's rank
+correlation with downstream error is reported (Musgrave et al. 2022 rank validators this way)."""
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,11 +249,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         closed = [r["downstream"]["gap_closed"] for r in mine]
         known = [c for c in closed if c is not None]
         consistency = [r["label_consistency"] for r in mine if r["label_consistency"] is not None]
+        retention = [r["label_retention"] for r in mine if r.get("label_retention") is not None]
         median = float(np.median(known)) if known else None
         worst = min(known) if known else None
         pairs[name] = {
             "gap_closed": spread(closed),
             "label_consistency": spread(consistency),
+            "label_retention": spread(retention),
             "realism_refined": spread([r["realism"]["accuracy_real_vs_refined"] for r in mine]),
             "realism_synthetic": spread([r["realism"]["accuracy_real_vs_synthetic"] for r in mine]),
             "error_synthetic": spread([r["downstream"]["error_synthetic"] for r in mine]),
@@ -242,10 +272,16 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             },
         }
     rhos = [r["ranking"]["spearman"] for r in runs if r["ranking"]["spearman"] is not None]
+    validators = {}
+    for name, _, _ in VALIDATORS:
+        values = [r["ranking"].get("validators", {}).get(name) for r in runs]
+        known = [v for v in values if v is not None]
+        validators[name] = spread(known)
     return {
         "pairs": pairs,
         "spearman": spread(rhos),
         "spearman_runs": len(rhos),
+        "validators": validators,
     }
 
 
@@ -263,18 +299,21 @@ def markdown(report: dict[str, Any]) -> str:
         "of task models trained on synthetic, refined and (oracle) real labeled images, tested on",
         "held-out real ones (1 = as good as real labels, 0 = no better than raw synthetic, < 0 = worse).",
         "Label consistency: the share of the synthetic images' label quality the refined ones keep (a",
-        "synthetic-trained task model reads their labels back). Realism: held-out accuracy of a fresh",
+        "synthetic-trained task model reads their labels back). Label retention (the selector's gate): a",
+        "task model trained on refined images reads the labels of other refined ones, as a share of the",
+        "same on synthetic images. Realism: held-out accuracy of a fresh",
         "real-vs-X classifier (0.5 = cannot tell). D accuracy: the discriminator's median patch accuracy",
         "during the adversarial phase (0.5 = it tells nothing apart, so the refiner gets no direction).",
         "",
-        "| pair | gap closed | label consistency | realism refined (synthetic) | D accuracy | verdicts "
-        "| targets met |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| pair | gap closed | label consistency | label retention | realism refined (synthetic) "
+        "| D accuracy | verdicts | targets met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, p in s["pairs"].items():
         met = ", ".join(k for k, v in p["met"].items() if v) or "none"
         lines.append(
             f"| {name} | {cell(p['gap_closed'], 2)} | {cell(p['label_consistency'], 3)} | "
+            f"{cell(p.get('label_retention', spread([])), 3)} | "
             f"{cell(p['realism_refined'], 3)} ({cell(p['realism_synthetic'], 3)}) | "
             f"{cell(p['discriminator_accuracy'], 2)} | {', '.join(p['verdicts'])} | {met} |"
         )
@@ -284,6 +323,11 @@ def markdown(report: dict[str, Any]) -> str:
         "Rank correlation (Spearman) of the label-free selection score with downstream error over each "
         f"run's checkpoints: {cell(rho, 2)} over {s['spearman_runs']} runs (positive = the criterion ranks "
         "useful checkpoints first).",
+        "",
+        "The same for each label-free figure alone (signed so that lower should be more useful), median",
+        "[min, max] over runs: "
+        + "; ".join(f"{name} {cell(v, 2)} ({v['n']} runs)" for name, v in s.get("validators", {}).items())
+        + ".",
         "",
         "Targets: median gap closed >= 0.5 and worst seed >= 0.25 on every pair, label consistency >= 0.95; "
         f"on the eye pair real-vs-refined accuracy <= {EYE_REALISM_TARGET}.",
@@ -330,6 +374,7 @@ def run_suite(args: Any, overrides: dict[str, str]) -> dict[str, Any]:
             overrides,
             args.task_steps,
             args.threads,
+            bool(args.quick),
             pictures if seed == seeds[0] else None,
         )
         for pair in args.pairs

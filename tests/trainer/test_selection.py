@@ -9,6 +9,7 @@ import pytest
 
 from models import Registry
 from tests.factories import publish_tiny_refiner, shift_refiner, uniform_images
+from trainer import verdict
 from trainer.evaluate import Targets, published_refiner
 from trainer.selection import CheckpointSelector, LabeledSet, pixel_w1, refine_with_module
 from trainer.task_models import TaskBudget
@@ -58,10 +59,44 @@ def test_selector_refuses_a_refiner_that_destroys_the_labels() -> None:
     )
     assert selector.baseline.consistency == pytest.approx(1.0)
     selector.consider(100, shift_refiner(0.0))
-    assert not selector.consider(200, shift_refiner(200.0))
+    assert not selector.consider(200, shift_refiner(300.0))  # every pixel of both classes at 255
     assert selector.candidates[-1].eligible is False
-    assert selector.candidates[-1].consistency is not None and selector.candidates[-1].consistency < 0.95
+    assert selector.candidates[-1].retention is not None and selector.candidates[-1].retention < 0.95
     assert selector.summary()["step"] == 100
+
+
+def test_selector_keeps_a_refiner_that_moves_the_domain_but_keeps_the_labels_learnable() -> None:
+    # Dark vs bright classes; +60 levels makes every dark image look like a synthetic bright one, so
+    # a synthetic-trained model reads them wrongly (consistency falls), yet the classes stay apart.
+    synthetic = np.concatenate([uniform_images(300, 0, 60, seed=1), uniform_images(300, 60, 120, seed=3)])
+    labels = [{"bright": int(i >= 300)} for i in range(600)]
+    targets = Targets(("bright",), "classification", (0, 1))
+    selector = CheckpointSelector(
+        synthetic,
+        uniform_images(128, 60, 180, seed=2),
+        labels=LabeledSet(synthetic, labels, targets),
+        seed=0,
+        probe_size=64,
+        budget=FAST,
+    )
+    selector.consider(100, shift_refiner(0.0))
+    assert selector.consider(200, shift_refiner(60.0))
+    moved = selector.candidates[-1]
+    assert moved.consistency is not None and moved.consistency < 0.5
+    assert moved.retention is not None and moved.retention > 0.9 and moved.eligible
+    assert selector.summary()["step"] == 200
+
+
+def test_checkpoints_equally_real_within_the_noise_are_told_apart_by_their_distance_to_real(
+    selector: CheckpointSelector,
+) -> None:
+    selector.consider(100, shift_refiner(38.0))  # 2 levels short: its classifier is *less* accurate
+    selector.consider(200, shift_refiner(40.0))  # the real set's exact offset
+    near, exact = selector.candidates
+    margin = verdict.accuracy_margin(near.realism, len(selector.probe_real))
+    assert abs(near.realism - exact.realism) <= margin  # the classifier cannot tell them apart
+    assert exact.kid < near.kid
+    assert selector.summary()["step"] == 200
 
 
 def test_the_verdict_says_no_measurable_change_for_an_identity_refiner(selector: CheckpointSelector) -> None:

@@ -12,16 +12,24 @@ def test_a_realism_gain_within_the_noise_is_no_measurable_change() -> None:
 
 
 def test_a_realism_gain_beyond_the_noise_with_labels_kept_is_improved() -> None:
-    result = verdict.label_free(0.99, 0.70, probe_count=256, consistency=0.98)
+    result = verdict.label_free(0.99, 0.70, probe_count=256, consistency=0.80, retention=0.98)
     assert result["verdict"] == verdict.IMPROVED
     assert result["try"] == []
-    assert "98%" in result["why"]
+    assert "98%" in result["why"] and "80%" in result["why"]
 
 
 def test_refined_images_that_lose_their_labels_are_worse_however_real_they_look() -> None:
-    result = verdict.label_free(0.99, 0.50, probe_count=256, consistency=0.80)
+    result = verdict.label_free(
+        0.99, 0.50, probe_count=256, consistency=0.99, retention=0.60, keeps_labels=False
+    )
     assert result["verdict"] == verdict.WORSE
-    assert "damages the labels" in result["why"]
+    assert "damages the labels" in result["why"] and "60%" in result["why"]
+
+
+def test_a_synthetic_trained_model_reading_refined_images_worse_alone_is_not_damage() -> None:
+    # The domain moved (what a refiner is for); the labels can still be learnt from the refined images.
+    result = verdict.label_free(0.99, 0.70, probe_count=256, consistency=0.40, retention=1.0)
+    assert result["verdict"] == verdict.IMPROVED
 
 
 def test_the_noise_margin_shrinks_with_more_probe_images() -> None:

@@ -142,13 +142,18 @@ class TrainJobPublic(BaseModel):
         None,
         description="Did the published refiner help? `verdict` is `improved`, `no measurable change` or "
         "`worse`, with `why`, the `numbers` behind it (`basis`: downstream error on labeled real images, "
-        "or realism and label consistency without them) and, unless improved, what to `try`.",
+        "or realism and label retention without them) and, unless improved, what to `try`.",
         examples=[
             {
                 "verdict": "no measurable change",
                 "basis": "label-free",
                 "why": "realism moved by +0.000 (97.1% -> 97.1%), within the noise of 0.039",
-                "numbers": {"realism_synthetic": 0.971, "realism_refined": 0.971, "label_consistency": 1.0},
+                "numbers": {
+                    "realism_synthetic": 0.971,
+                    "realism_refined": 0.971,
+                    "label_consistency": 1.0,
+                    "label_retention": 1.0,
+                },
                 "try": ["train longer (config steps) or with a larger budget (config reg_budget)"],
             }
         ],
