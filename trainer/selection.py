@@ -53,7 +53,9 @@ PROBE_SIZE = 256
 """Images of each domain the selector tests on (and as many again that its classifiers train on)."""
 CONSISTENCY_FIT = 1024
 """Most synthetic images the label-consistency task model trains on (none of them in the probe)."""
-SELECTION_BUDGET = TaskBudget(steps=200, batch_size=64, members=1)
+SELECTION_BUDGET = TaskBudget(steps=200, batch_size=64, members=1, max_epochs=50)
+"""200 steps of 64 on a full probe half (256 images) is 50 epochs; a smaller set trains 50 epochs too
+(a 24-image half: 50 steps), not 200 steps that only memorise it."""
 
 __all__ = [
     "CRITERION",

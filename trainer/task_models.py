@@ -37,6 +37,9 @@ class TaskBudget:
     lr: float = 2e-3
     threads: int = 1
     members: int = 3  # task models per ensemble (the downstream task; classifiers of realism are single)
+    # At most this many passes over the training images, whatever `steps` says (None: no cap). On a
+    # small set more steps only memorise it and cost seconds at every checkpoint.
+    max_epochs: int | None = None
 
 
 @contextmanager
@@ -89,9 +92,13 @@ def _fit(
     net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=budget.lr)
     rng = np.random.default_rng(seed)
+    batch = min(budget.batch_size, len(x))
+    steps = budget.steps
+    if budget.max_epochs is not None:
+        steps = min(steps, max(1, -(-budget.max_epochs * len(x) // batch)))
     with torch_threads(budget.threads):
-        for _ in range(budget.steps):
-            idx = torch.from_numpy(rng.integers(0, len(x), size=min(budget.batch_size, len(x))))
+        for _ in range(steps):
+            idx = torch.from_numpy(rng.integers(0, len(x), size=batch))
             loss = loss_fn(net(x[idx].to(device)), y[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

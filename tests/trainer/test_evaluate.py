@@ -71,6 +71,18 @@ def test_task_models_are_the_same_for_the_same_seed() -> None:
     np.testing.assert_array_equal(first, second)
 
 
+def test_a_fit_with_an_epoch_cap_trains_only_that_many_passes_over_a_small_set() -> None:
+    images = uniform_images(16, 0, 256, seed=5)
+    targets = images.reshape(16, -1).mean(axis=1, keepdims=True).astype(np.float64)
+    capped = TaskBudget(steps=200, batch_size=8, members=1, max_epochs=3)  # 16 images / 8 = 2 per epoch
+    explicit = TaskBudget(steps=6, batch_size=8, members=1)
+    first = task_models.fit_regressor(images, targets, seed=1, budget=capped).predict(images)
+    second = task_models.fit_regressor(images, targets, seed=1, budget=explicit).predict(images)
+    longer = task_models.fit_regressor(images, targets, seed=1, budget=TaskBudget(steps=7, batch_size=8))
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, longer.predict(images))
+
+
 def test_targets_default_to_gaze_and_missing_fields_are_named() -> None:
     annotations = simulate("eyes", 3, seed=0).annotations
     chosen = choose_targets(annotations)
