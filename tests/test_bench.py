@@ -76,8 +76,12 @@ def test_the_quick_suite_runs_two_pairs_end_to_end_and_reports_every_figure(tmp_
         assert run["verdict"]["why"] and run["ranking"]["checkpoints"]
         assert {"error_synthetic", "error_refined", "error_real"} <= set(run["downstream"])
         assert 0 <= run["dynamics"]["discriminator_accuracy_median"] <= 1
-        assert {"realism", "consistency", "reg_distance"} <= set(run["ranking"]["checkpoints"][0])
+        assert {"realism", "consistency", "retention", "reg_distance"} <= set(
+            run["ranking"]["checkpoints"][0]
+        )
+        assert run["ranking"]["checkpoints"][0]["retention"] == pytest.approx(1.0)  # the identity keeps all
     assert set(report["summary"]["pairs"]) == {"glyphs8", "shapes32"}
+    assert {"realism", "kid", "-retention", "-consistency"} <= set(report["summary"]["validators"])
     markdown = (tmp_path / "suite_quick.md").read_text()
     assert report["command"] in markdown and "| glyphs8 |" in markdown and "Rank correlation" in markdown
 

@@ -5,25 +5,31 @@ Every user has the synthetic annotations, so both use them:
 - **Consistency** (`LabelConsistency`): a task model trained on synthetic images and their
   annotations reads the annotations back from the refined images. Its quality on refined images
   over its quality on held-out synthetic ones is the score (1.0 = read as well as synthetic ones).
-  It is recorded and reported, but it does not decide: a refiner that does its job moves images
-  toward the real domain, and a synthetic-trained model reads *any* other domain worse. On the
-  suite it refused the checkpoints that helped most (horizon64: consistency -2.3 at a checkpoint
-  whose refined images cut the downstream error from 16.0 to 13.9; glyphs28: 0.83 while the
-  error fell from 0.42 to 0.26). It measures the domain gap as much as label damage.
+  A refiner that does its job moves images toward the real domain, and a synthetic-trained model
+  reads *any* other domain worse, so this measures the domain gap as much as label damage. At 95%
+  it refused the suite's most useful checkpoints (glyphs28: 0.71-0.89 while the downstream error
+  fell from 0.41-0.42 to 0.26-0.33; horizon64: -2.3 while it fell from 16.0 to 13.9).
 - **Retention** (`LabelRetention`): a task model trained on refined images and their (synthetic)
   annotations reads them back from other refined images as well as one trained and tested on the
   synthetic images does. This asks only whether the labels are still *in* the images (a refiner
   that blurs a digit's strokes away or collapses poses fails it) and is blind to the domain the
-  images are in. It is the gate: a checkpoint keeps the labels when retention >= CONSISTENT, or its
-  shortfall is within two standard errors of the probe.
+  images are in. What it cannot see is a rewrite of the images that a model learns as easily as
+  the original (every 1 drawn as a 7, or strokes redrawn in a style of the refiner's own).
 
-  What retention cannot see is a consistent rewrite of one label into another (every 1 drawn as a
-  7): a model learns that mapping as easily. The refiner's movement budget (trainer.budget) is
-  what stands against that, and consistency is kept in every record for a person to read.
+The gate (`keeps_labels`) uses both: retention >= CONSISTENT (or short of it by no more than two
+standard errors of the probe), and consistency >= CONSISTENCY_FLOOR: a domain shift may cost a
+synthetic-trained reader some quality, but a refiner whose output it reads at less than half its
+quality has redrawn the images rather than restyled them. On the suite's development seeds (0 and
+1; bench/results/suite_investigation.md, round 4) retention alone let glyphs8 checkpoints through
+that moved pixels by 0.3 and raised the downstream error (retention 1.00, consistency 0.11-0.45),
+and consistency at 95% alone refused glyphs28's useful ones. The floor of one half lies between
+the two groups; it was chosen on those seeds, so their figures are development figures, not a
+confirmation.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -33,6 +39,8 @@ from trainer.task_models import TaskBudget
 
 CONSISTENT = 0.95
 """Least share of the synthetic images' label quality the refined images must keep."""
+CONSISTENCY_FLOOR = 0.5
+"""Least share of its synthetic quality a synthetic-trained model must keep on refined images."""
 LEARNABLE = 0.1
 """A task model whose quality on held-out synthetic images is below this learned nothing to check with."""
 
@@ -121,6 +129,13 @@ class LabelRetention:
 
     def describe(self) -> dict[str, Any]:
         return {"synthetic_quality": self.synthetic_quality, "learnable": self.learnable}
+
+
+def keeps_labels(consistency: float | None, retention_kept: bool) -> bool:
+    """The selector's gate: retention held (or was not measurable) and consistency at least the floor
+    (or not measurable: no usable annotations, or a task the synthetic images do not teach)."""
+    floor_held = consistency is None or math.isnan(consistency) or consistency >= CONSISTENCY_FLOOR
+    return retention_kept and floor_held
 
 
 def _per_image_errors(predicted: np.ndarray, truth: np.ndarray, targets: Targets) -> np.ndarray:

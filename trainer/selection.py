@@ -3,12 +3,13 @@
 A refiner is useful when models trained on its output do better on real images. Without real
 labels that cannot be measured directly, so the selector uses what every user has:
 
-1. Label retention (trainer.consistency): a task model trained on half of a probe of refined
-   images and their synthetic annotations must read them from the other half about as well as one
-   trained and tested on the synthetic images does. A checkpoint is eligible only while its refined
-   images keep at least 95% of that label quality (or fall short of it by less than the probe's
-   noise). Label consistency (a synthetic-trained model reading refined images) is recorded beside
-   it but does not gate: it also falls when refinement does its job and moves the images' domain.
+1. Labels kept (trainer.consistency): label retention (a task model trained on half of a probe of
+   refined images and their synthetic annotations must read them from the other half at least 95%
+   as well as one trained and tested on the synthetic images does, within the probe's noise) and a
+   floor on label consistency (a synthetic-trained model must read the refined images at at least
+   half its quality on synthetic ones). Consistency at 95% alone would refuse any real move of the
+   domain, which is what a refiner is for; retention alone cannot see images redrawn in a style a
+   model learns as easily.
 2. Realism: a fresh real-vs-refined classifier is trained on half of a fixed sample of refined
    images against real ones and tested on the other half; the lower its held-out accuracy, the more
    real the output looks (0.5 = indistinguishable). Among eligible checkpoints the most real wins;
@@ -41,7 +42,13 @@ from torch import nn
 from models.noise import DEFAULT_SEED, batch_noise
 from trainer import task_models, verdict
 from trainer.budget import pixel_w1
-from trainer.consistency import CONSISTENT, LabelConsistency, LabelRetention
+from trainer.consistency import (
+    CONSISTENCY_FLOOR,
+    CONSISTENT,
+    LabelConsistency,
+    LabelRetention,
+    keeps_labels,
+)
 from trainer.evaluate import EvaluationError, Targets, choose_targets, fit_task, target_array
 from trainer.task_models import TaskBudget
 
@@ -75,7 +82,7 @@ class Candidate:
     kid: float  # refined probe vs real probe; lower is more real
     reg_distance: float  # mean |R(x) - x| over probe pixels, in [-1, 1] units
     consistency: float | None  # a synthetic-trained model's quality, refined / synthetic; None without labels
-    eligible: bool  # keeps the labels (retention >= CONSISTENT within noise, or not measurable)
+    eligible: bool  # keeps the labels (trainer.consistency.keeps_labels: retention and a consistency floor)
     downstream: float | None = None  # task error on held-out labeled real images, when given
     retention: float | None = None  # label quality learnt from refined / from synthetic images
 
@@ -237,7 +244,7 @@ class CheckpointSelector:
             self.distance(refined[self.half :]),
             moved,
             consistency,
-            keeps,
+            keeps_labels(consistency, keeps),
             downstream,
             retention,
         )
@@ -248,7 +255,8 @@ class CheckpointSelector:
             return (candidate.downstream, candidate.realism)
         if candidate.eligible:
             return (0.0, candidate.realism, candidate.kid)
-        return (1.0, -(candidate.retention or 0.0), candidate.realism)
+        kept = [v for v in (candidate.retention, candidate.consistency) if v is not None and math.isfinite(v)]
+        return (1.0, -min(kept, default=0.0), candidate.realism)  # the closest to keeping them first
 
     def _better(self, candidate: Candidate, best: Candidate) -> bool:
         """Whether `candidate` beats `best`: by _key, except that two eligible label-free candidates whose
@@ -321,9 +329,9 @@ class CheckpointSelector:
             )
         if not best.eligible:
             return (
-                f"no checkpoint kept {CONSISTENT:.0%} of the labels' quality (a task model learns them from "
-                f"its refined images less well than from synthetic ones); chose the one that kept the most "
-                f"({best.retention:.0%})"
+                f"no checkpoint kept the labels (a task model must learn them from refined images at least "
+                f"{CONSISTENT:.0%} as well as from synthetic ones, and a synthetic-trained one read refined "
+                f"images at at least {CONSISTENCY_FLOOR:.0%} of its quality); chose the one closest to that"
             )
         kept = "" if best.retention is None else f", keeping {best.retention:.0%} of the labels' quality"
         margin = verdict.accuracy_margin(self.baseline.realism, len(self.probe_real))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from trainer.consistency import CONSISTENT
+from trainer.consistency import CONSISTENCY_FLOOR, CONSISTENT
 
 IMPROVED = "improved"
 NO_CHANGE = "no measurable change"
@@ -61,10 +61,13 @@ def label_free(
         "label_retention": retention,
     }
     if not keeps_labels:
-        kept = "" if retention is None else f" only {retention:.0%} of"
+        learnt = "n/a" if retention is None else f"{retention:.0%}"
+        read = "n/a" if consistency is None else f"{consistency:.0%}"
         why = (
-            f"a task model learns the labels from refined images with{kept} the quality it reaches on "
-            f"synthetic ones (at least {CONSISTENT:.0%} needed): refinement damages the labels"
+            f"refinement damages the labels: a task model learns them from refined images with {learnt} "
+            f"of the quality it reaches on synthetic ones (at least {CONSISTENT:.0%} needed), and a "
+            f"synthetic-trained one reads refined images at {read} of its quality (at least "
+            f"{CONSISTENCY_FLOOR:.0%} needed)"
         )
         return _verdict(WORSE, "label-free", numbers, why)
     if gain > margin:
