@@ -87,7 +87,7 @@ def test_the_quick_suite_runs_two_pairs_end_to_end_and_reports_every_figure(tmp_
 
 
 def test_the_rank_correlation_is_one_for_the_same_order_and_minus_one_for_the_reverse() -> None:
-    from simgan.benchmarks.suite import spearman
+    from simgan.benchmarks.ranking import spearman
 
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

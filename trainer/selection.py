@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.noise import DEFAULT_SEED, batch_noise
 from trainer import task_models, verdict
 from trainer.budget import pixel_w1
 from trainer.consistency import (
@@ -50,6 +49,7 @@ from trainer.consistency import (
     keeps_labels,
 )
 from trainer.evaluate import EvaluationError, Targets, choose_targets, fit_task, target_array
+from trainer.refining import refine_with_module
 from trainer.task_models import TaskBudget
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ __all__ = [
     "LabeledSet",
     "build_selector",
     "pixel_w1",
-    "refine_with_module",
 ]
 
 
@@ -94,33 +93,6 @@ class LabeledSet:
     images: np.ndarray  # (N, H, W, C) uint8
     annotations: Sequence[Any]
     targets: Targets
-
-
-@torch.no_grad()
-def refine_with_module(
-    refiner: nn.Module, images: np.ndarray, batch: int = 128, seed: int = DEFAULT_SEED
-) -> np.ndarray:
-    """uint8 (N, H, W, C) through a torch refiner, rounded as the exported graph does; a stochastic
-    refiner gets the noise the service would draw for these images with `seed`."""
-    device = next(refiner.parameters()).device
-    k = int(getattr(getattr(refiner, "config", None), "noise_channels", 0))
-    was_training = refiner.training
-    refiner.eval()
-    try:
-        out = []
-        for start in range(0, len(images), batch):
-            chunk = images[start : start + batch]
-            x = task_models.to_tensor(chunk).to(device)  # (B, C, H, W) in [-1, 1]
-            if k:
-                noise = torch.from_numpy(batch_noise(chunk, k, seed)).permute(0, 3, 1, 2).to(device)
-                y = refiner(x, noise)  # noise (B, k, H, W)
-            else:
-                y = refiner(x)
-            y = torch.round((y.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
-            out.append(y.permute(0, 2, 3, 1).cpu().numpy())  # (B, H, W, C)
-        return np.concatenate(out)
-    finally:
-        refiner.train(was_training)
 
 
 class CheckpointSelector:

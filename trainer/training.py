@@ -30,8 +30,8 @@ from trainer.device import resolve_device
 from trainer.eta import Eta, step_weights
 from trainer.export import dataset_entry
 from trainer.label_keeper import build_keeper
+from trainer.refining import refine_with_module
 from trainer.run import PHASES, SimGAN
-from trainer.selection import refine_with_module
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def test_build_discriminator_refuses_bad_shapes() -> None:
 
 def test_a_residual_refiner_starts_as_the_exact_identity() -> None:
 
-    from trainer.selection import refine_with_module
+    from trainer.refining import refine_with_module
 
     torch.manual_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)

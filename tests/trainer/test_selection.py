@@ -11,7 +11,8 @@ from models import Registry
 from tests.factories import publish_tiny_refiner, shift_refiner, uniform_images
 from trainer import verdict
 from trainer.evaluate import Targets, published_refiner
-from trainer.selection import CheckpointSelector, LabeledSet, pixel_w1, refine_with_module
+from trainer.refining import refine_with_module
+from trainer.selection import CheckpointSelector, LabeledSet, pixel_w1
 from trainer.task_models import TaskBudget
 
 FAST = TaskBudget(steps=40, batch_size=32)

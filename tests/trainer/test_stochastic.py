@@ -23,8 +23,8 @@ from tests.factories import (
     tiny_images,
 )
 from trainer.networks import RefinerConfig, build_refiner
+from trainer.refining import refine_with_module
 from trainer.run import SimGAN
-from trainer.selection import refine_with_module
 
 
 def test_a_stochastic_refiner_refuses_to_run_without_noise() -> None:
