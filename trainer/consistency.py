@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.evaluate import Targets, fit_task, target_array
+from trainer.evaluate import Targets, fit_task, per_image_errors, target_array
 from trainer.task_models import TaskBudget
 
 CONSISTENT = 0.95
@@ -111,7 +111,7 @@ class LabelRetention:
     def _quality(self, images: np.ndarray) -> tuple[float, np.ndarray]:
         fit, test = slice(0, self.half), slice(self.half, None)
         model = fit_task(images[fit], self.labels[fit], self.targets, self.seed, self.budget, "cpu")
-        errors = _per_image_errors(model.predict(images[test]), self.labels[test], self.targets)
+        errors = per_image_errors(model.predict(images[test]), self.labels[test], self.targets)
         return quality(float(errors.mean()), self.baseline_error), errors
 
     def score(self, refined: np.ndarray) -> tuple[float, bool]:
@@ -136,12 +136,6 @@ def keeps_labels(consistency: float | None, retention_kept: bool) -> bool:
     (or not measurable: no usable annotations, or a task the synthetic images do not teach)."""
     floor_held = consistency is None or math.isnan(consistency) or consistency >= CONSISTENCY_FLOOR
     return retention_kept and floor_held
-
-
-def _per_image_errors(predicted: np.ndarray, truth: np.ndarray, targets: Targets) -> np.ndarray:
-    if targets.kind == "classification":
-        return (predicted != truth).astype(np.float64)
-    return np.asarray(np.linalg.norm(predicted - truth, axis=1), dtype=np.float64)
 
 
 def _guessing_error(fit_labels: np.ndarray, labels: np.ndarray, targets: Targets) -> float:

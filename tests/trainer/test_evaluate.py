@@ -40,6 +40,11 @@ def test_gap_closed_is_undefined_when_real_data_is_no_better_than_synthetic() ->
     assert gap_closed(5.0, 4.0, 6.0) is None
 
 
+def test_a_gap_within_its_noise_is_no_gap_to_close() -> None:
+    assert gap_closed(0.340, 0.323, 0.335, noise=0.067) is None  # a ratio of 3.4 over noise
+    assert gap_closed(0.40, 0.30, 0.20, noise=0.067) == pytest.approx(0.5)
+
+
 def test_realism_classifier_is_near_one_on_trivially_separable_images() -> None:
     real = uniform_images(200, 0, 80, seed=1)
     other = uniform_images(200, 170, 256, seed=2)
