@@ -45,40 +45,30 @@ def test_selector_keeps_the_refiner_that_makes_images_look_real(selector: Checkp
     assert selector.best_state["offset"].item() == pytest.approx(40 / 127.5)
 
 
-def test_selector_refuses_a_refiner_that_destroys_the_labels() -> None:
-    # Two classes, dark and bright images; a refiner that saturates every pixel erases the difference.
+def two_class_selector(real_low: int = 60, real_high: int = 180) -> CheckpointSelector:
+    """Dark vs bright synthetic classes (0-60 and 60-120 grey levels); real images real_low-real_high."""
     synthetic = np.concatenate([uniform_images(300, 0, 60, seed=1), uniform_images(300, 60, 120, seed=3)])
     labels = [{"bright": int(i >= 300)} for i in range(600)]
     targets = Targets(("bright",), "classification", (0, 1))
-    selector = CheckpointSelector(
+    return CheckpointSelector(
         synthetic,
-        uniform_images(128, 40, 160, seed=2),
+        uniform_images(128, real_low, real_high, seed=2),
         labels=LabeledSet(synthetic, labels, targets),
         seed=0,
         probe_size=64,
         budget=FAST,
     )
+
+
+def test_selector_refuses_a_refiner_that_destroys_the_labels() -> None:
+    # A refiner that saturates every pixel erases the difference between the dark and bright class.
+    selector = two_class_selector(40, 160)
     assert selector.baseline.consistency == pytest.approx(1.0)
     selector.consider(100, shift_refiner(0.0))
     assert not selector.consider(200, shift_refiner(300.0))  # every pixel of both classes at 255
     assert selector.candidates[-1].eligible is False
     assert selector.candidates[-1].retention is not None and selector.candidates[-1].retention < 0.95
     assert selector.summary()["step"] == 100
-
-
-def two_class_selector() -> CheckpointSelector:
-    """Dark vs bright synthetic classes (0-60 and 60-120 grey levels); real images are 60-180."""
-    synthetic = np.concatenate([uniform_images(300, 0, 60, seed=1), uniform_images(300, 60, 120, seed=3)])
-    labels = [{"bright": int(i >= 300)} for i in range(600)]
-    targets = Targets(("bright",), "classification", (0, 1))
-    return CheckpointSelector(
-        synthetic,
-        uniform_images(128, 60, 180, seed=2),
-        labels=LabeledSet(synthetic, labels, targets),
-        seed=0,
-        probe_size=64,
-        budget=FAST,
-    )
 
 
 def test_selector_keeps_a_refiner_that_moves_the_domain_but_keeps_the_labels_learnable() -> None:
