@@ -36,7 +36,8 @@ def _ranks(values: list[float]) -> np.ndarray:
 
 def label_free_score(candidate: dict[str, Any]) -> float:
     """The selector's ordering as one number (lower is chosen first): realism among checkpoints that
-    keep the labels, every one that does not ranked after them."""
+    keep the labels, every one that does not ranked after them. (The selector also breaks realism
+    ties within the probe's noise by KID; one number cannot say that, so `kid` is reported apart.)"""
     return candidate["realism"] + (0.0 if candidate["eligible"] else 1.0)
 
 
