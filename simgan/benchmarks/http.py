@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from simgan.benchmarks.load import build_request, drive, png_bytes, refined_pixels
-from simgan.benchmarks.stats import cell, spread
+from simgan.benchmarks.stats import cell, spread, write_report
 
 BASELINE_BATCH = 64
 
@@ -361,10 +361,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any] | None:
         "seconds": round(time.perf_counter() - started, 1),
         **figures,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "refine_http.json").write_text(json.dumps(report, indent=2))
-    (args.out / "refine_http.md").write_text(http_markdown(report))
-    print(http_markdown(report))
+    write_report(args.out, "refine_http", report, http_markdown(report))
     return report
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shlex
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from simgan.benchmarks import batcher, engines
-from simgan.benchmarks.stats import cell, spread
+from simgan.benchmarks.stats import cell, spread, write_report
 
 RESULTS = Path("bench/results")
 
@@ -141,10 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "http_requests_per_second": {k: spread(v) for k, v in http_runs.items()},
         "http_speedup_vs_one_client": {k: spread([x / http_base for x in v]) for k, v in http_runs.items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "refine.json").write_text(json.dumps(report, indent=2))
-    (args.out / "refine.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "refine", report, markdown(report))
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import shlex
 import statistics
 import tempfile
@@ -31,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from simgan.benchmarks.http import api_processes
-from simgan.benchmarks.stats import cell, spread
+from simgan.benchmarks.stats import cell, spread, write_report
 
 MAX_SECONDS = 600
 GB = 1024**3
@@ -183,10 +182,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         "soak": soaked,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(report, indent=2))
-    (args.out / "soak.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, "soak", report, markdown(report))
     return 0 if not soaked["errors"] and all(run["status"] == 200 for run in bigs) else 1
 
 

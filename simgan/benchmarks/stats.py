@@ -30,9 +30,12 @@ def cell(figure: dict[str, Any], digits: int = 3) -> str:
     return f"{figure['median']:.{digits}f} [{figure['min']:.{digits}f}, {figure['max']:.{digits}f}]"
 
 
-def write_report(out: Path, name: str, report: dict[str, Any], markdown: str) -> None:
-    """out/name.json and out/name.md, and the Markdown on stdout: every bench leaves both."""
+def write_report(
+    out: Path, name: str, report: dict[str, Any], markdown: str, *, allow_nan: bool = True
+) -> None:
+    """out/name.json and out/name.md, and the Markdown on stdout: every bench leaves both.
+    `allow_nan=False` refuses a NaN in the JSON (quality figures must be numbers or null)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2, allow_nan=allow_nan))
     (out / f"{name}.md").write_text(markdown)
     print(markdown)

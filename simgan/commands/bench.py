@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from simgan.benchmarks import discriminator, http, refine, soak, train_steps
-from simgan.benchmarks.stats import cell, spread
+from simgan.benchmarks.stats import cell, spread, write_report
 from simgan.commands.train import add_config_argument
 
 RESULTS = Path("bench/results")
@@ -279,10 +279,7 @@ def run_quality(args: argparse.Namespace) -> int:
         "selection": CRITERION,
         "settings": settings,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    (args.out / f"{args.name}.md").write_text(quality_markdown(report))
-    print(quality_markdown(report))
+    write_report(args.out, args.name, report, quality_markdown(report), allow_nan=False)
     return 0
 
 
@@ -320,10 +317,7 @@ def _run_suite(args: argparse.Namespace) -> int:
     quick = quick if args.quick else {}
     report = suite.run_suite(args, {**suite.SUITE_CONFIG, **quick, **parse_overrides(args.config)})
     name = args.name if args.name != "quality" else ("suite_quick" if args.quick else "suite")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    (args.out / f"{name}.md").write_text(suite.markdown(report))
-    print(suite.markdown(report))
+    write_report(args.out, name, report, suite.markdown(report), allow_nan=False)
     return 0
 
 
