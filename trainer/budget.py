@@ -41,9 +41,11 @@ def budget_for(synthetic: np.ndarray, real: np.ndarray, multiple: float) -> floa
 class DualWeight:
     """lambda for the self-regularisation term `lambda * distance / eps`, adapted every step."""
 
-    def __init__(self, eps: float, initial: float) -> None:
+    def __init__(self, eps: float, initial: float, floor: float = 0.0) -> None:
+        """`floor`: the lowest lambda, as a share of `initial` (never below LAMBDA_RANGE's 1e-3)."""
         self.eps = eps
         self.log_lambda = math.log(min(max(initial, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
+        self.log_floor = math.log(min(max(floor * initial, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
 
     @property
     def value(self) -> float:
@@ -52,12 +54,13 @@ class DualWeight:
     def update(self, distance: float) -> None:
         """One ascent step on log(lambda) after a refiner update that moved images by `distance`."""
         excess = min(max(distance / self.eps - 1.0, -1.0), 1.0)  # clipped: one outlier batch moves little
-        low, high = (math.log(v) for v in LAMBDA_RANGE)
-        self.log_lambda = min(max(self.log_lambda + STEP * excess, low), high)
+        self.log_lambda = min(max(self.log_lambda + STEP * excess, self.log_floor), math.log(LAMBDA_RANGE[1]))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"eps": self.eps, "log_lambda": self.log_lambda}
+        return {"eps": self.eps, "log_lambda": self.log_lambda, "log_floor": self.log_floor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.eps = float(state["eps"])
         self.log_lambda = float(state["log_lambda"])
+        # A checkpoint saved before the floor existed ran with LAMBDA_RANGE's low end.
+        self.log_floor = float(state.get("log_floor", math.log(LAMBDA_RANGE[0])))

@@ -109,6 +109,7 @@ class SimGAN:
             DualWeight(
                 budget_for(synthetic[:BUDGET_SAMPLE], real[:BUDGET_SAMPLE], config.reg_budget),
                 config.lambda_reg,
+                config.reg_floor,
             )
             if config.reg_budget > 0
             else None

@@ -22,6 +22,7 @@ DESIGN_KEYS = (
 )
 ADDED_KEYS = (
     "reg_budget",
+    "reg_floor",
     "discriminator_patch",
     "discriminator_norm",
     "ema_decay",

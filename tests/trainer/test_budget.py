@@ -52,6 +52,26 @@ def test_the_weight_grows_while_the_refiner_overspends_and_shrinks_while_it_save
     assert (restored.eps, restored.value) == (weight.eps, weight.value)
 
 
+def test_a_floor_keeps_the_weight_at_its_start_while_the_refiner_stays_inside_its_budget() -> None:
+    floored, free = DualWeight(eps=0.1, initial=2.0, floor=1.0), DualWeight(eps=0.1, initial=2.0)
+    for _ in range(100):
+        floored.update(0.0)
+        free.update(0.0)
+    assert floored.value == 2.0
+    assert free.value < 0.1
+    for _ in range(20):
+        floored.update(0.3)
+    assert floored.value > 2.0  # the budget still tightens it
+
+    # A checkpoint saved before the floor existed resumes with the floor it ran with (1e-3).
+    legacy = {"eps": 0.1, "log_lambda": 0.0}
+    restored = DualWeight(eps=0.1, initial=2.0, floor=1.0)
+    restored.load_state_dict(legacy)
+    for _ in range(200):
+        restored.update(0.0)
+    assert restored.value < 0.01
+
+
 def test_the_discriminator_patch_stays_a_share_of_the_image() -> None:
     assert PATCH_SIZES[patch_depth(8, 8, 0.5) - 1] <= 4
     assert PATCH_SIZES[patch_depth(28, 28, 0.5) - 1] <= 14
