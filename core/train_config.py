@@ -87,14 +87,15 @@ class TrainConfig:
         "How far R may move an image, in multiples of the domains' pixel distance; 0 = fixed lambda_reg.",
         ge=0,
     )
-    # Without a floor the multiplier falls to 1e-3 wherever R stays inside its budget, and R then
-    # drifts anywhere inside it: on the eye and 8x8 glyph pairs it moved pixels by 0.2-0.45 with
-    # the weight at 1e-3 and every such checkpoint was worse downstream (suite_investigation.md,
-    # rounds 3-4). A floor at the start value makes the budget a ceiling only: the weight rises
-    # where R overspends, and never goes below lambda_reg.
+    # The loss is lambda * distance / eps; without a floor lambda falls to 1e-3 wherever R stays inside
+    # its budget, and R then drifts anywhere inside it: on the eye and 8x8 glyph pairs it moved pixels
+    # by 0.2-0.45 with lambda at 1e-3, and every such checkpoint was worse downstream
+    # (bench/results/suite_investigation.md, rounds 3-5). The floor is on the weight of the distance
+    # itself, lambda / eps, as a share of lambda_reg: at 1 the budget can only tighten the fixed
+    # lambda_reg of reg_budget 0, never loosen it.
     reg_floor: float = key(
         0.0,
-        "Lowest value of the adapted weight, as a share of lambda_reg (1 = never below it; 0 = 1e-3).",
+        "With reg_budget: lowest weight of the distance (lambda / budget), a share of lambda_reg; 0 = none.",
         ge=0,
         le=1,
     )

@@ -42,10 +42,11 @@ class DualWeight:
     """lambda for the self-regularisation term `lambda * distance / eps`, adapted every step."""
 
     def __init__(self, eps: float, initial: float, floor: float = 0.0) -> None:
-        """`floor`: the lowest lambda, as a share of `initial` (never below LAMBDA_RANGE's 1e-3)."""
+        """`floor`: the lowest weight on the mean distance itself, lambda / eps (so lambda >= floor * eps;
+        never below LAMBDA_RANGE's 1e-3): the budget can tighten a fixed weight, never loosen it."""
         self.eps = eps
         self.log_lambda = math.log(min(max(initial, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
-        self.log_floor = math.log(min(max(floor * initial, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
+        self.log_floor = math.log(min(max(floor * eps, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
 
     @property
     def value(self) -> float:

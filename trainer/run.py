@@ -109,7 +109,7 @@ class SimGAN:
             DualWeight(
                 budget_for(synthetic[:BUDGET_SAMPLE], real[:BUDGET_SAMPLE], config.reg_budget),
                 config.lambda_reg,
-                config.reg_floor,
+                config.reg_floor * config.lambda_reg,
             )
             if config.reg_budget > 0
             else None

@@ -52,21 +52,20 @@ def test_the_weight_grows_while_the_refiner_overspends_and_shrinks_while_it_save
     assert (restored.eps, restored.value) == (weight.eps, weight.value)
 
 
-def test_a_floor_keeps_the_weight_at_its_start_while_the_refiner_stays_inside_its_budget() -> None:
-    floored, free = DualWeight(eps=0.1, initial=2.0, floor=1.0), DualWeight(eps=0.1, initial=2.0)
+def test_a_floor_keeps_the_weight_of_the_distance_from_falling_below_it() -> None:
+    floored, free = DualWeight(eps=0.1, initial=2.0, floor=5.0), DualWeight(eps=0.1, initial=2.0)
     for _ in range(100):
         floored.update(0.0)
         free.update(0.0)
-    assert floored.value == 2.0
+    assert floored.value / floored.eps == pytest.approx(5.0)  # lambda / eps, the weight of the distance
     assert free.value < 0.1
     for _ in range(20):
         floored.update(0.3)
-    assert floored.value > 2.0  # the budget still tightens it
+    assert floored.value / floored.eps > 5.0  # the budget still tightens it
 
     # A checkpoint saved before the floor existed resumes with the floor it ran with (1e-3).
-    legacy = {"eps": 0.1, "log_lambda": 0.0}
-    restored = DualWeight(eps=0.1, initial=2.0, floor=1.0)
-    restored.load_state_dict(legacy)
+    restored = DualWeight(eps=0.1, initial=2.0, floor=5.0)
+    restored.load_state_dict({"eps": 0.1, "log_lambda": 0.0})
     for _ in range(200):
         restored.update(0.0)
     assert restored.value < 0.01
