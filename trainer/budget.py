@@ -47,6 +47,7 @@ class DualWeight:
         self.eps = eps
         self.log_lambda = math.log(min(max(initial, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
         self.log_floor = math.log(min(max(floor * eps, LAMBDA_RANGE[0]), LAMBDA_RANGE[1]))
+        self.log_lambda = max(self.log_lambda, self.log_floor)
 
     @property
     def value(self) -> float:
