@@ -1,8 +1,8 @@
 """The training configuration: every key with its type, default, range and a one-line description.
 
 The frozen dataclass `TrainConfig` below is the ONE source: the trainer reads it, and from its fields
-(`key(...)` metadata) come the checks here, the pydantic model in OpenAPI (`config_model()`), the
-`simgan train --help` list (`config_help()`) and the README table (`config_table()`).
+(`key(...)` metadata) come the checks here and, in `core.config_docs`, the pydantic model in
+OpenAPI, the `simgan train --help` list and the README table.
 
 Torch-free: the service validates train-job configs with it before anything is queued.
 Values may arrive as strings (CLI `--config key=value`); `TrainConfig.from_overrides` coerces them.
@@ -14,11 +14,7 @@ import difflib
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    import pydantic
+from typing import Any, Literal
 
 LEGACY_VALUES: dict[str, Any] = {
     "instance_noise": 0.0,
@@ -222,19 +218,19 @@ class TrainConfig:
 
 
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
-_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
-_META: dict[str, Mapping[str, Any]] = {f.name: f.metadata for f in fields(TrainConfig)}
-_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)}
+TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
+METADATA: dict[str, Mapping[str, Any]] = {f.name: f.metadata for f in fields(TrainConfig)}
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)}
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    name: typing.get_args(hint) for name, hint in _TYPES.items() if typing.get_origin(hint) is Literal
+    name: typing.get_args(hint) for name, hint in TYPES.items() if typing.get_origin(hint) is Literal
 }
 """Keys whose value must be one of a few names."""
 
 
-def _kind(name: str) -> type:
+def value_kind(name: str) -> type:
     """int, float, bool or str: what a key's value is (int | None counts as int)."""
-    hint = _TYPES[name]
+    hint = TYPES[name]
     if name in CHOICES:
         return str
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
@@ -263,7 +259,7 @@ _FALSE = ("false", "0", "no", "off")
 
 def _coerce(name: str, raw: Any) -> Any:
     """One value from the CLI or JSON, as the type of `name`; ValueError naming the key otherwise."""
-    kind = _kind(name)
+    kind = value_kind(name)
     if name == "history_size" and raw in (None, "", "auto", "null"):
         return None
     if kind is int:
@@ -295,7 +291,7 @@ def allowed(name: str) -> str:
     """What `name` accepts, in words: "a positive integer", "a number in [0, 1)", "adam, sgd"."""
     if name in CHOICES:
         return f"one of {', '.join(CHOICES[name])}"
-    kind, meta = _kind(name), _META[name]
+    kind, meta = value_kind(name), METADATA[name]
     if kind is bool:
         return "true or false"
     noun = "integer" if kind is int else "number"
@@ -312,7 +308,7 @@ def allowed(name: str) -> str:
 
 
 def _fits(name: str, value: Any) -> bool:
-    kind, meta = _kind(name), _META[name]
+    kind, meta = value_kind(name), METADATA[name]
     if name in CHOICES:
         return value in CHOICES[name]
     if kind is bool:
@@ -350,63 +346,3 @@ def _problems(config: dict[str, Any]) -> list[str]:
     if isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 0:
         problems.append(f"refiner_kernel must be odd (same padding keeps the image size), got {kernel}")
     return problems
-
-
-# ------------------------------------------------------------------ documents made from the fields
-
-
-@cache
-def config_model() -> type[pydantic.BaseModel]:
-    """The config as a pydantic model for OpenAPI: every key typed, with its default, range and line.
-
-    Requests are still checked by `TrainConfig.from_overrides` (its messages name the nearest key and
-    say what is allowed); this model is what clients read.
-    """
-    import pydantic  # here: the CLI and the trainer need none of it
-
-    definitions: dict[str, Any] = {}
-    for name in CONFIG_KEYS:
-        bounds = {k: v for k, v in _META[name].items() if k in ("ge", "gt", "lt", "le")}
-        definitions[name] = (
-            _TYPES[name],
-            pydantic.Field(_DEFAULTS[name], description=_META[name]["description"], **bounds),
-        )
-    return pydantic.create_model(
-        "TrainConfig",
-        __config__=pydantic.ConfigDict(extra="forbid", title="TrainConfig"),
-        __doc__="Training config: any subset of these keys; the others keep their defaults.",
-        **definitions,
-    )
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _type_name(name: str) -> str:
-    kind = _kind(name)
-    text = "choice" if name in CHOICES else {int: "integer", float: "number", bool: "boolean"}[kind]
-    return f"{text} or null" if name == "history_size" else text
-
-
-def config_help() -> str:
-    """One line per key for `simgan train --help`."""
-    return "\n".join(
-        f"  {name}={_shown(_DEFAULTS[name])}  ({allowed(name)}) {_META[name]['description']}"
-        for name in CONFIG_KEYS
-    )
-
-
-def config_table() -> str:
-    """The README's table of config keys."""
-    rows = ["| key | type | default | allowed | what it does |", "| --- | --- | --- | --- | --- |"]
-    for name in CONFIG_KEYS:
-        rows.append(
-            f"| `{name}` | {_type_name(name)} | `{_shown(_DEFAULTS[name])}` | {allowed(name)} | "
-            f"{_META[name]['description']} |"
-        )
-    return "\n".join(rows) + "\n"

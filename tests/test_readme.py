@@ -51,8 +51,8 @@ def test_make_serve_honours_port_and_simgan_port() -> None:
 
 
 def test_readme_config_table_matches_the_train_config() -> None:
-    from core.train_config import config_table
+    from core.config_docs import config_table
 
     assert config_table() in README, (
-        "regenerate it: python -c 'from core.train_config import config_table as t; print(t())'"
+        "regenerate it: python -c 'from core.config_docs import config_table as t; print(t())'"
     )

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # torch-heavy: imported when a verb runs, so `simgan --help` 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from core.train_config import config_help
+    from core.config_docs import config_help
 
     parser = subparsers.add_parser(
         "train",

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from core.train_config import config_model
+from core.config_docs import config_model
 from jobs.queue import JobRecord, JobState
 from models.noise import MAX_SEED
 from service.api.schemas.datasets import EXAMPLE_LABELED, EXAMPLE_REAL, EXAMPLE_SYNTHETIC
