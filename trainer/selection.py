@@ -351,12 +351,14 @@ def build_selector(
     real_labeled: tuple[np.ndarray, Sequence[Any]] | None = None,
     seed: int = 0,
     keep_candidates: bool = False,
+    budget: TaskBudget = SELECTION_BUDGET,
 ) -> CheckpointSelector | None:
     """The selector every caller uses: label consistency on the annotation fields `targets` (default:
     what trainer.evaluate.choose_targets finds), downstream error when `real_labeled` is given.
 
     None (and a log line saying why) for sets too small to test a classifier on; without usable
-    annotations the selector judges realism alone and its summary says so.
+    annotations the selector judges realism alone and its summary says so. `budget`: how long its
+    classifiers and task models train (only the suite's `--quick` smoke run shortens it).
     """
     labels: LabeledSet | None = None
     if annotations:
@@ -371,7 +373,13 @@ def build_selector(
         labeled = LabeledSet(real_labeled[0], real_labeled[1], labels.targets)
     try:
         return CheckpointSelector(
-            synthetic, real, labels=labels, real_labeled=labeled, seed=seed, keep_candidates=keep_candidates
+            synthetic,
+            real,
+            labels=labels,
+            real_labeled=labeled,
+            seed=seed,
+            keep_candidates=keep_candidates,
+            budget=budget,
         )
     except ValueError as exc:
         log.warning("checkpoint selection is off: %s; the last checkpoint is published", exc)

@@ -13,7 +13,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def run(job: SuiteRun) -> dict[str, Any]:
     from trainer.checkpoint import load_checkpoint
     from trainer.evaluate import evaluate
     from trainer.export import publish_checkpoint
-    from trainer.selection import build_selector
+    from trainer.selection import SELECTION_BUDGET, build_selector
     from trainer.task_models import TaskBudget
     from trainer.training import train
 
@@ -79,6 +79,8 @@ def run(job: SuiteRun) -> dict[str, Any]:
         targets=pair.targets,
         seed=job.seed,
         keep_candidates=True,
+        # --quick only checks that every part runs: half the selection's training per checkpoint.
+        budget=replace(SELECTION_BUDGET, steps=100) if job.quick else SELECTION_BUDGET,
     )
     assert selector is not None
     with tempfile.TemporaryDirectory(prefix="simgan-suite-") as tmp:

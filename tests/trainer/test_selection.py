@@ -12,7 +12,7 @@ from tests.factories import publish_tiny_refiner, shift_refiner, uniform_images
 from trainer import verdict
 from trainer.evaluate import Targets, published_refiner
 from trainer.refining import refine_with_module
-from trainer.selection import CheckpointSelector, LabeledSet, pixel_w1
+from trainer.selection import CheckpointSelector, LabeledSet, build_selector, pixel_w1
 from trainer.task_models import TaskBudget
 
 FAST = TaskBudget(steps=40, batch_size=32)
@@ -148,3 +148,12 @@ def test_torch_refining_matches_the_published_onnx_model(tmp_path: Path) -> None
     ours = refine_with_module(refiner, images)
     # The served engine may be OpenVINO in bf16 (on AMX CPUs), which the service admits within 2 levels.
     assert np.abs(served.astype(int) - ours.astype(int)).max() <= 2
+
+
+def test_build_selector_trains_its_probes_for_the_budget_it_is_given() -> None:
+    synthetic = uniform_images(64, 0, 120, seed=1)
+    annotations = [{"bright": int(i >= 32)} for i in range(64)]
+    real = uniform_images(64, 40, 160, seed=2)
+    selector = build_selector(synthetic, annotations, real, targets=["bright"], budget=FAST)
+    assert selector is not None and selector.budget == FAST
+    assert selector.targets is not None and selector.targets.fields == ("bright",)  # from the annotations
